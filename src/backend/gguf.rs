@@ -1,0 +1,135 @@
+//! Quantized GGUF models through candle: `qwen2`, `llama` (SmolLM, Llama) and `gemma3`,
+//! chosen from `general.architecture`. The tokenizer comes from the same file.
+
+use std::fs::File;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::quantized::gguf_file;
+use candle_core::{Device, Tensor};
+use candle_transformers::models::{quantized_gemma3, quantized_llama, quantized_qwen2};
+
+use super::CausalLm;
+use crate::tokenizer::Tokenizer;
+
+pub enum GgufModel {
+    Qwen2(quantized_qwen2::ModelWeights),
+    Llama(quantized_llama::ModelWeights),
+    Gemma3(quantized_gemma3::ModelWeights),
+}
+
+/// The runnable part of a GGUF model.
+pub struct GgufLm {
+    pub model: GgufModel,
+    pub max_positions: usize,
+    pub device: Device,
+}
+
+/// A loaded GGUF model, its tokenizer and what was read from its metadata.
+pub struct Loaded {
+    pub lm: GgufLm,
+    pub tokenizer: Tokenizer,
+    pub architecture: String,
+}
+
+/// The architectures this backend can run.
+pub const ARCHITECTURES: &[&str] = &["qwen2", "llama", "gemma3"];
+
+pub fn load(path: &Path, device: &Device) -> Result<Loaded> {
+    let name = path.display();
+    let mut f = File::open(path).with_context(|| format!("cannot open model file {name}"))?;
+    let content = gguf_file::Content::read(&mut f)
+        .map_err(|e| anyhow!("{name} is not a readable GGUF file ({e}); it may be truncated or corrupt: fetch it again"))?;
+    let arch = content
+        .metadata
+        .get("general.architecture")
+        .and_then(|v| v.to_string().ok())
+        .cloned()
+        .ok_or_else(|| anyhow!("{name}: GGUF metadata has no general.architecture"))?;
+    if !ARCHITECTURES.contains(&arch.as_str()) {
+        bail!(
+            "{name}: unsupported architecture `{arch}` (supported: {})",
+            ARCHITECTURES.join(", ")
+        );
+    }
+    let tokenizer = Tokenizer::from_gguf(&content)
+        .with_context(|| format!("{name}: cannot build the tokenizer"))?;
+    let ctx_key = format!("{arch}.context_length");
+    let ctx = content
+        .metadata
+        .get(&ctx_key)
+        .and_then(|v| v.to_u32().ok())
+        .map(|v| v as usize);
+    let tensors_end = content.tensor_data_offset
+        + content
+            .tensor_infos
+            .values()
+            .map(|t| {
+                t.offset
+                    + (t.shape.elem_count() / t.ggml_dtype.block_size() * t.ggml_dtype.type_size())
+                        as u64
+            })
+            .max()
+            .unwrap_or(0);
+    let file_len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if file_len < tensors_end {
+        bail!("{name} is truncated: {file_len} bytes, but its tensors need {tensors_end}; fetch it again");
+    }
+    let wrap = |e: candle_core::Error| anyhow!("{name}: cannot load `{arch}` weights: {e}");
+    let (model, max_positions) = match arch.as_str() {
+        "qwen2" => (
+            GgufModel::Qwen2(
+                quantized_qwen2::ModelWeights::from_gguf(content, &mut f, device).map_err(wrap)?,
+            ),
+            ctx.unwrap_or(32768),
+        ),
+        "llama" => (
+            GgufModel::Llama(
+                quantized_llama::ModelWeights::from_gguf(content, &mut f, device).map_err(wrap)?,
+            ),
+            ctx.unwrap_or(4096).min(quantized_llama::MAX_SEQ_LEN),
+        ),
+        "gemma3" => (
+            GgufModel::Gemma3(
+                quantized_gemma3::ModelWeights::from_gguf(content, &mut f, device).map_err(wrap)?,
+            ),
+            ctx.unwrap_or(32768).min(quantized_gemma3::MAX_SEQ_LEN),
+        ),
+        _ => unreachable!("checked above"),
+    };
+    Ok(Loaded {
+        lm: GgufLm {
+            model,
+            max_positions,
+            device: device.clone(),
+        },
+        tokenizer,
+        architecture: arch,
+    })
+}
+
+impl CausalLm for GgufLm {
+    fn forward(&mut self, tokens: &[u32], pos: usize) -> candle_core::Result<Vec<f32>> {
+        if pos + tokens.len() > self.max_positions {
+            candle_core::bail!(
+                "sequence of {} positions exceeds the model's limit of {}",
+                pos + tokens.len(),
+                self.max_positions
+            );
+        }
+        let input = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
+        let logits = match &mut self.model {
+            GgufModel::Qwen2(m) => m.forward(&input, pos)?,
+            GgufModel::Llama(m) => m.forward(&input, pos)?,
+            GgufModel::Gemma3(m) => m.forward(&input, pos)?,
+        };
+        logits
+            .squeeze(0)?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1()
+    }
+
+    fn max_positions(&self) -> usize {
+        self.max_positions
+    }
+}

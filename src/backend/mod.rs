@@ -1,0 +1,35 @@
+//! Model backends. One narrow trait per kind of model; an enum picks the concrete
+//! implementation from the model's own metadata.
+
+pub mod gguf;
+
+use candle_core::Device;
+
+/// A decoder-only language model with a KV cache.
+pub trait CausalLm {
+    /// Runs `tokens` at positions `pos..pos + tokens.len()` and returns the logits
+    /// (f32, one per vocabulary entry) of the last position. `pos == 0` starts afresh.
+    fn forward(&mut self, tokens: &[u32], pos: usize) -> candle_core::Result<Vec<f32>>;
+    /// Largest number of positions the model (as loaded) supports.
+    fn max_positions(&self) -> usize;
+}
+
+/// Parses `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(spec: &str) -> anyhow::Result<Device> {
+    let spec = spec.trim().to_ascii_lowercase();
+    if spec == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    let ordinal = match spec.strip_prefix("cuda") {
+        Some("") => 0,
+        Some(rest) => rest
+            .strip_prefix(':')
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| anyhow::anyhow!("bad device `{spec}`: use cpu, cuda or cuda:N"))?,
+        None => anyhow::bail!("bad device `{spec}`: use cpu, cuda or cuda:N"),
+    };
+    if !candle_core::utils::cuda_is_available() {
+        anyhow::bail!("device `{spec}` needs a CUDA build: rebuild with `cargo build --release --features cuda`");
+    }
+    Device::new_cuda(ordinal).map_err(|e| anyhow::anyhow!("cannot open {spec}: {e}"))
+}

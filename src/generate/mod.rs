@@ -1,0 +1,327 @@
+//! Decoding: a [`Session`] over a model's KV cache, greedy or sampled steps, token bans,
+//! repetition penalty, `no_repeat_ngram`, stop tokens and strings, and a guard that stops
+//! runaway repetition loops as soon as they show.
+//!
+//! Small models fall into loops ("a conflict with the Soviet Union" over and over, see
+//! ARCHITECTURE.md); [`loop_tail`] detects a period-p cycle at the tail of the output
+//! and cuts it back to one copy instead of burning the whole token budget.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+
+use crate::backend::CausalLm;
+use crate::text::script::is_arabic_script;
+use crate::tokenizer::Tokenizer;
+
+/// Why a generation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// An end-of-turn or EOS token.
+    Eos,
+    /// A stop string appeared (the text is cut before it).
+    StopText,
+    /// The token budget ran out.
+    MaxTokens,
+    /// A repetition loop was detected and cut.
+    Loop,
+    /// The model's position limit was reached.
+    ContextFull,
+}
+
+#[derive(Debug, Clone)]
+pub struct DecodeOptions {
+    pub max_new: usize,
+    /// 0 means greedy.
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub seed: u64,
+    /// 1.0 disables it.
+    pub repeat_penalty: f32,
+    pub repeat_last_n: usize,
+    /// 0 disables it.
+    pub no_repeat_ngram: usize,
+    /// `banned[id]` tokens are never produced.
+    pub banned: Option<Arc<Vec<bool>>>,
+    pub stop_ids: Vec<u32>,
+    pub stop_texts: Vec<String>,
+    /// Tokens that may not end the reply yet (e.g. EOS before the minimum bullets).
+    pub suppress: Vec<u32>,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self {
+            max_new: 256,
+            temperature: 0.0,
+            top_p: None,
+            seed: 299792458,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            no_repeat_ngram: 0,
+            banned: None,
+            stop_ids: vec![],
+            stop_texts: vec![],
+            suppress: vec![],
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub ids: Vec<u32>,
+    pub text: String,
+    pub stop: StopReason,
+}
+
+/// Tokens that would write Arabic-script text (Urdu included): byte-level pieces that
+/// carry a lead byte of U+0600–U+06FF or U+0740–U+077F, and any piece whose text holds
+/// an Arabic-script character. Banning them makes "English only" a hard constraint.
+pub fn arabic_script_mask(tok: &Tokenizer) -> Vec<bool> {
+    (0..tok.vocab_size() as u32)
+        .map(|id| {
+            let b = tok.token_bytes(id);
+            b.iter().any(|&x| (0xD8..=0xDB).contains(&x) || x == 0xDD)
+                || std::str::from_utf8(b).is_ok_and(|s| s.chars().any(is_arabic_script))
+        })
+        .collect()
+}
+
+/// If the tail of `ids` repeats with a short period, returns the length that keeps
+/// one copy of the repeated part.
+pub fn loop_tail(ids: &[u32]) -> Option<usize> {
+    let n = ids.len();
+    for p in 1..=64.min(n / 3) {
+        let reps = if p < 4 { 8 } else { 3 };
+        if n < reps * p {
+            continue;
+        }
+        let tail = &ids[n - reps * p..];
+        if (p..tail.len()).all(|i| tail[i] == tail[i - p]) {
+            return Some(n - (reps - 1) * p);
+        }
+    }
+    None
+}
+
+/// A decoding session: the tokens fed so far and the logits of the last one.
+pub struct Session<'m, M: CausalLm + ?Sized> {
+    model: &'m mut M,
+    pos: usize,
+    logits: Vec<f32>,
+    /// Tokens fed so far; also the prompt-token count for timings.
+    pub fed: usize,
+}
+
+/// Prefill in slices, so attention scores stay small for long prompts.
+const PREFILL_SLICE: usize = 512;
+
+impl<'m, M: CausalLm + ?Sized> Session<'m, M> {
+    /// Starts afresh with `prompt` (the KV cache is reset).
+    pub fn new(model: &'m mut M, prompt: &[u32]) -> Result<Self> {
+        anyhow::ensure!(!prompt.is_empty(), "empty prompt");
+        let mut s = Self {
+            model,
+            pos: 0,
+            logits: vec![],
+            fed: 0,
+        };
+        s.feed(prompt)?;
+        Ok(s)
+    }
+
+    pub fn feed(&mut self, ids: &[u32]) -> Result<()> {
+        for slice in ids.chunks(PREFILL_SLICE) {
+            self.logits = self.model.forward(slice, self.pos)?;
+            self.pos += slice.len();
+            self.fed += slice.len();
+        }
+        Ok(())
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.model.max_positions().saturating_sub(self.pos)
+    }
+
+    /// Generates until a stop condition; the produced tokens are fed as they come, except
+    /// a final stop token.
+    pub fn generate(&mut self, tok: &Tokenizer, o: &DecodeOptions) -> Result<Output> {
+        let sampling = if o.temperature <= 0.0 {
+            Sampling::ArgMax
+        } else {
+            match o.top_p {
+                Some(p) => Sampling::TopP {
+                    p,
+                    temperature: o.temperature,
+                },
+                None => Sampling::All {
+                    temperature: o.temperature,
+                },
+            }
+        };
+        let mut lp = LogitsProcessor::from_sampling(o.seed, sampling);
+        let mut ids: Vec<u32> = Vec::new();
+        let mut stop = StopReason::MaxTokens;
+        while ids.len() < o.max_new {
+            if self.remaining() == 0 {
+                stop = StopReason::ContextFull;
+                break;
+            }
+            let mut logits = self.logits.clone();
+            self.process(&mut logits, &ids, o);
+            let len = logits.len();
+            let t = lp.sample(&Tensor::from_vec(logits, len, &Device::Cpu)?)?;
+            if o.stop_ids.contains(&t) {
+                stop = StopReason::Eos;
+                break;
+            }
+            ids.push(t);
+            if let Some(keep) = loop_tail(&ids) {
+                ids.truncate(keep);
+                stop = StopReason::Loop;
+                break;
+            }
+            if !o.stop_texts.is_empty() {
+                // Leading whitespace never stops a reply (models often open with "\n").
+                let text = tok.decode(&ids);
+                let body = text.trim_start();
+                if o.stop_texts.iter().any(|s| body.contains(s.as_str())) {
+                    self.feed(&[t])?;
+                    stop = StopReason::StopText;
+                    break;
+                }
+            }
+            self.feed(&[t])?;
+        }
+        let mut text = tok.decode(&ids).trim_start().to_string();
+        if stop == StopReason::StopText {
+            if let Some(p) = o
+                .stop_texts
+                .iter()
+                .filter_map(|s| text.find(s.as_str()))
+                .min()
+            {
+                text.truncate(p);
+            }
+        }
+        Ok(Output { ids, text, stop })
+    }
+
+    fn process(&self, logits: &mut [f32], generated: &[u32], o: &DecodeOptions) {
+        if let Some(b) = &o.banned {
+            for (l, &ban) in logits.iter_mut().zip(b.iter()) {
+                if ban {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+        }
+        for &id in &o.suppress {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+        if o.repeat_penalty != 1.0 {
+            let start = generated.len().saturating_sub(o.repeat_last_n);
+            let seen: HashSet<u32> = generated[start..].iter().copied().collect();
+            for id in seen {
+                if let Some(l) = logits.get_mut(id as usize) {
+                    *l = if *l >= 0.0 {
+                        *l / o.repeat_penalty
+                    } else {
+                        *l * o.repeat_penalty
+                    };
+                }
+            }
+        }
+        let n = o.no_repeat_ngram;
+        if n > 0 && generated.len() >= n {
+            let prefix = &generated[generated.len() - (n - 1)..];
+            for w in generated.windows(n) {
+                if &w[..n - 1] == prefix {
+                    logits[w[n - 1] as usize] = f32::NEG_INFINITY;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loop_tail_finds_cycles() {
+        let mut v: Vec<u32> = vec![1, 2, 3];
+        for _ in 0..3 {
+            v.extend([7, 8, 9, 10, 11]);
+        }
+        assert_eq!(loop_tail(&v), Some(3 + 5));
+        assert_eq!(loop_tail(&[1, 2, 3, 4, 5, 6]), None);
+        assert_eq!(loop_tail(&[5; 7]), None, "short runs are allowed");
+        assert_eq!(loop_tail(&[5; 8]), Some(1));
+    }
+
+    /// A scripted model: always prefers the next token of `script`.
+    struct Scripted {
+        script: Vec<u32>,
+        vocab: usize,
+        step: usize,
+    }
+
+    impl CausalLm for Scripted {
+        fn forward(&mut self, tokens: &[u32], pos: usize) -> candle_core::Result<Vec<f32>> {
+            self.step = pos + tokens.len();
+            let mut l = vec![0.0; self.vocab];
+            let want = self.script.get(self.step).copied().unwrap_or(0);
+            l[want as usize] = 10.0;
+            l[(want as usize + 1) % self.vocab] = 5.0;
+            Ok(l)
+        }
+        fn max_positions(&self) -> usize {
+            1000
+        }
+    }
+
+    #[test]
+    fn no_repeat_ngram_changes_the_choice() {
+        // Positions 0..2 are the prompt; the model then wants 3, 4, 3, 4, ...
+        let script = vec![0, 0, 3, 4, 3, 4, 3, 4, 3, 4];
+        let mut m = Scripted {
+            script,
+            vocab: 8,
+            step: 0,
+        };
+        let o = DecodeOptions {
+            max_new: 4,
+            no_repeat_ngram: 2,
+            ..Default::default()
+        };
+        let mut s = Session::new(&mut m, &[1, 1]).unwrap();
+        let out = s.generate_ids(&o).unwrap();
+        // (3,4) may not occur twice: the second 4 becomes 5.
+        assert_eq!(out, vec![3, 4, 3, 5]);
+    }
+
+    impl<M: CausalLm + ?Sized> Session<'_, M> {
+        /// Greedy ids without a tokenizer, for tests.
+        fn generate_ids(&mut self, o: &DecodeOptions) -> Result<Vec<u32>> {
+            let mut ids = vec![];
+            while ids.len() < o.max_new {
+                let mut l = self.logits.clone();
+                self.process(&mut l, &ids, o);
+                let t = l
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map(|(i, _)| i as u32)
+                    .unwrap();
+                ids.push(t);
+                self.feed(&[t])?;
+            }
+            Ok(ids)
+        }
+    }
+}

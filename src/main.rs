@@ -1,0 +1,245 @@
+//! Thin entry point: parse the CLI, resolve the configuration, run, map to an exit code.
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+
+use tarjuma::cli::{Cli, Command, ModelsCommand, TextArgs};
+use tarjuma::config::{self, config_error, ConfigError, ModelConfig};
+use tarjuma::io::read::read_file;
+use tarjuma::models;
+use tarjuma::pipeline::job::{prepare, run_batch, BatchConfig};
+use tarjuma::text::script::arabic_letter_ratio;
+use tarjuma::text::Kind;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let threads = match &cli.command {
+        Command::Run(a) => a.model.threads,
+        Command::Translate(a) | Command::Summarize(a) => a.model.threads,
+        Command::Models(_) => None,
+    };
+    config::set_threads(threads);
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TARJUMA_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("tarjuma: {e:#}");
+            if e.downcast_ref::<ConfigError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run(a) => {
+            let max_bullets = config::validate_bullets(a.summary.max_bullets)?;
+            let mc = ModelConfig::from_args(&a.model)?;
+            // Check inputs before loading (and maybe fetching) the model.
+            tarjuma::io::read::articles(&a.inputs).map_err(|e| config_error(e.to_string()))?;
+            let mut lm = mc.load()?;
+            let cfg = BatchConfig {
+                inputs: a.inputs,
+                out: a.out.clone(),
+                force: a.force,
+                max_bullets,
+                translate: mc.translate.clone(),
+                progress: mc.progress,
+            };
+            let o = run_batch(&mut lm, &cfg)?;
+            if !a.model.quiet {
+                eprintln!(
+                    "tarjuma: {} ok, {} failed, {} already done; results in {}",
+                    o.ok,
+                    o.failed,
+                    o.skipped,
+                    a.out.join("results.jsonl").display()
+                );
+            }
+            Ok(if o.failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Translate(a) => translate(a),
+        Command::Summarize(a) => summarize(a),
+        Command::Models(m) => models_cmd(m),
+    }
+}
+
+fn read_input(input: &str) -> Result<String> {
+    if input == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| anyhow::anyhow!("cannot read stdin: {e}"))?;
+        return Ok(s);
+    }
+    let p = std::path::Path::new(input);
+    if !p.is_file() {
+        return Err(config_error(format!("input `{input}` does not exist")));
+    }
+    read_file(p).map_err(|e| anyhow::anyhow!("{input}: {e}"))
+}
+
+fn translate(a: TextArgs) -> Result<ExitCode> {
+    let mc = ModelConfig::from_args(&a.model)?;
+    let text = read_input(&a.input)?;
+    let paras = prepare(&text);
+    if paras.is_empty() {
+        anyhow::bail!("{}: the text is empty", a.input);
+    }
+    let mut lm = mc.load()?;
+    let stdout = std::io::stdout();
+    let mut io_err: Option<std::io::Error> = None;
+    let (outs, _) = lm.translate_paragraphs(&paras, &mc.translate, &mut |c| {
+        if io_err.is_some() {
+            return;
+        }
+        let mut out = stdout.lock();
+        let sep = if c.last_in_paragraph { "\n\n" } else { " " };
+        if let Err(e) = write!(out, "{}{sep}", c.translation).and_then(|_| out.flush()) {
+            io_err = Some(e);
+        }
+    })?;
+    if let Some(e) = io_err {
+        return Err(e.into());
+    }
+    if !a.model.quiet {
+        for (i, p) in outs
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.warnings.is_empty())
+        {
+            eprintln!("tarjuma: paragraph {}: warnings {:?}", i + 1, p.warnings);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn summarize(a: TextArgs) -> Result<ExitCode> {
+    let max_bullets = config::validate_bullets(a.summary.max_bullets)?;
+    let mc = ModelConfig::from_args(&a.model)?;
+    let text = read_input(&a.input)?;
+    let paras = prepare(&text);
+    if paras.is_empty() {
+        anyhow::bail!("{}: the text is empty", a.input);
+    }
+    let mut lm = mc.load()?;
+    let body: Vec<String> = if arabic_letter_ratio(&text) > 0.3 {
+        let (outs, _) = lm.translate_paragraphs(&paras, &mc.translate, &mut |_| {})?;
+        outs.into_iter()
+            .filter(|p| p.kind == Kind::Body)
+            .map(|p| p.translation)
+            .collect()
+    } else {
+        paras
+            .iter()
+            .filter(|p| p.kind == Kind::Body)
+            .map(|p| p.text.clone())
+            .collect()
+    };
+    let (s, _) = lm.summarize(&body, &text, max_bullets)?;
+    let mut out = std::io::stdout().lock();
+    for b in &s.bullets {
+        writeln!(out, "- {b}")?;
+    }
+    if !s.warnings.is_empty() && !a.model.quiet {
+        eprintln!("tarjuma: summary warnings {:?}", s.warnings);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn models_cmd(m: ModelsCommand) -> Result<ExitCode> {
+    match m {
+        ModelsCommand::List { cache } => {
+            let c = config::cache(&cache, true);
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "cache: {}", c.root.display())?;
+            for m in models::builtin() {
+                let default = if m.name == models::manifest::DEFAULT_MODEL {
+                    " (default)"
+                } else {
+                    ""
+                };
+                let state = if c.is_cached(&m) {
+                    "cached"
+                } else {
+                    "not cached"
+                };
+                writeln!(
+                    out,
+                    "{:<30} {:<7} {:>7.0} MB  {:<10} {}{default}",
+                    m.name,
+                    m.architecture,
+                    m.file.size as f64 / 1e6,
+                    state,
+                    m.description
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsCommand::Fetch { name, cache, quiet } => {
+            let m = config::manifest(&name)?;
+            let mut c = config::cache(&cache, quiet);
+            c.offline = false;
+            let f = c.fetch(&m)?;
+            println!("{} {}", f.sha256, f.path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsCommand::Verify { name, cache } => {
+            let c = config::cache(&cache, true);
+            let list = match name {
+                Some(n) => vec![config::manifest(&n)?],
+                None => models::builtin()
+                    .into_iter()
+                    .filter(|m| c.path_of(m).exists())
+                    .collect(),
+            };
+            let mut bad = 0;
+            for m in list {
+                match c.verify(&m) {
+                    Ok(f) => println!("ok       {} {}", m.name, f.sha256),
+                    Err(e) => {
+                        bad += 1;
+                        println!("CORRUPT  {} {e:#}", m.name);
+                    }
+                }
+            }
+            Ok(if bad > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        ModelsCommand::Path { name, cache } => {
+            let m = config::manifest(&name)?;
+            let c = config::cache(&cache, true);
+            if !c.path_of(&m).exists() {
+                anyhow::bail!("model `{name}` is not cached; run `tarjuma models fetch {name}`");
+            }
+            println!("{}", c.path_of(&m).display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

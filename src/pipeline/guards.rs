@@ -1,0 +1,235 @@
+//! Checks for the ways small models fail at translation, and cleanup of harmless noise.
+//!
+//! Each check names a [`Warning`]; the translator retries once with a stricter prompt
+//! when any fires, and records what still fails in the paragraph's `warnings`.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use crate::generate::StopReason;
+use crate::text::script::{arabic_letter_ratio, has_arabic_letters, latin_digits};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Warning {
+    /// The model looped; the loop was cut.
+    Repetition,
+    /// The output still held Urdu (Arabic-script) letters.
+    UntranslatedScript,
+    /// The output was empty.
+    Empty,
+    /// Far shorter than the source warrants: content is probably missing.
+    TooShort,
+    /// Far longer than the source warrants, or cut by the token budget.
+    TooLong,
+    /// The reply commented on the text instead of translating it.
+    Commentary,
+    /// The reply copied the example or the previous chunk's translation.
+    CopiedContext,
+    /// Residual Urdu letters were romanized so the translation stays English.
+    Romanized,
+    /// Nothing usable came back: the paragraph holds a romanization of the source.
+    Fallback,
+    /// A bullet holds a number that is not in the article.
+    UngroundedNumber,
+    /// The model gave too few bullets; lead sentences of the translation fill in.
+    ExtractiveFill,
+}
+
+impl Warning {
+    /// Whether a retry could help (the last two are outcomes, not failures).
+    pub fn retryable(self) -> bool {
+        !matches!(
+            self,
+            Warning::Romanized
+                | Warning::Fallback
+                | Warning::UngroundedNumber
+                | Warning::ExtractiveFill
+        )
+    }
+}
+
+fn labels() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    R.get_or_init(|| {
+        Regex::new(r"(?i)^\s*(?:here(?:'s| is| are) (?:the |an? )?(?:english )?translation[^:\n]*:\s*|(?:english(?: translation)?|translation|answer|output)\s*:\s*)")
+            .unwrap()
+    })
+}
+
+fn commentary() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    R.get_or_init(|| {
+        Regex::new(concat!(
+            r"(?i)^\s*(?:sure\b|certainly\b|of course\b|i(?:'m| am) sorry|i can(?:not|'t)|as an ai\b",
+            r"|the (?:given |following |above )?(?:text|passage|article|sentence|paragraph)\b",
+            r"|this (?:text|passage|article|sentence|paragraph)\b|it seems\b|note:)",
+            r"|\b(?:urdu (?:text|sentence|passage)|translated (?:from|into) english|in urdu)\b"
+        ))
+        .unwrap()
+    })
+}
+
+/// Removes labels ("Translation:"), wrapping quotes, Urdu digits and punctuation, and
+/// extra whitespace. Never removes content.
+pub fn clean(output: &str) -> String {
+    let mut s = labels().replace(output.trim(), "").into_owned();
+    s = latin_digits(&s);
+    let t = s.trim();
+    let unquoted = t
+        .strip_prefix('"')
+        .and_then(|x| x.strip_suffix('"'))
+        .filter(|x| !x.contains('"'))
+        .unwrap_or(t);
+    unquoted.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn words(s: &str) -> std::collections::HashSet<String> {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_lowercase())
+        .collect()
+}
+
+/// Jaccard overlap of the word sets of two texts (0 when both are empty).
+pub fn overlap(a: &str, b: &str) -> f64 {
+    let (a, b) = (words(a), words(b));
+    let inter = a.intersection(&b).count() as f64;
+    let union = a.union(&b).count() as f64;
+    if union == 0.0 {
+        0.0
+    } else {
+        inter / union
+    }
+}
+
+/// Whether `output` is a copy of the context translation shown to the model, for a
+/// source that is not a copy of the context source.
+pub fn copied_context(source: &str, output: &str, context: Option<(&str, &str)>) -> bool {
+    match context {
+        Some((ctx_src, ctx_out)) => {
+            overlap(output, ctx_out) > 0.6 && overlap(source, ctx_src) < 0.6
+        }
+        None => false,
+    }
+}
+
+/// Sentences of at least 4 words that occur 3 or more times.
+fn repeated_sentences(s: &str) -> bool {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for sent in s.split(['.', '!', '?', ';', '\n']) {
+        let key = sent.trim().to_lowercase();
+        if key.split_whitespace().count() >= 4 {
+            *counts.entry(key).or_default() += 1;
+        }
+    }
+    counts.values().any(|&c| c >= 3)
+}
+
+/// The problems with `output` as a translation of `source`.
+pub fn check(source: &str, output: &str, stop: &StopReason) -> Vec<Warning> {
+    let mut w = Vec::new();
+    let src_chars = source.chars().filter(|c| !c.is_whitespace()).count();
+    let out_chars = output.chars().filter(|c| !c.is_whitespace()).count();
+    if output.trim().is_empty() {
+        w.push(Warning::Empty);
+        return w;
+    }
+    if *stop == StopReason::Loop || repeated_sentences(output) {
+        w.push(Warning::Repetition);
+    }
+    if has_arabic_letters(output) || arabic_letter_ratio(output) > 0.0 {
+        w.push(Warning::UntranslatedScript);
+    }
+    // English runs about 0.9–1.4 letters per Urdu letter; allow a wide band.
+    if src_chars >= 20 && (out_chars as f64) < 0.3 * src_chars as f64 {
+        w.push(Warning::TooShort);
+    }
+    if *stop == StopReason::MaxTokens || (out_chars as f64) > 3.5 * src_chars as f64 + 40.0 {
+        w.push(Warning::TooLong);
+    }
+    if commentary().is_match(output) && !source.contains("اردو") {
+        w.push(Warning::Commentary);
+    }
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRC: &str = "روس کے سفارت کار اگلے ماہ امریکا کے ساتھ مذاکرات کریں گے۔";
+
+    #[test]
+    fn clean_strips_labels_and_quotes() {
+        assert_eq!(
+            clean("Translation: \"Russia will talk.\""),
+            "Russia will talk."
+        );
+        assert_eq!(
+            clean("Here is the English translation:\nRussia  will\ntalk."),
+            "Russia will talk."
+        );
+        assert_eq!(clean("In ۲۰۱۴، Russia"), "In 2014, Russia");
+    }
+
+    #[test]
+    fn copying_the_context_is_caught() {
+        let ctx = (
+            "روس کے وزیر خارجہ نے کہا",
+            "Russia's foreign minister said the talks will be held.",
+        );
+        assert!(copied_context(
+            SRC,
+            "Russia's foreign minister said the talks will be held.",
+            Some(ctx)
+        ));
+        assert!(!copied_context(
+            SRC,
+            "Russian diplomats will hold talks next month.",
+            Some(ctx)
+        ));
+        assert!(!copied_context(SRC, "anything", None));
+    }
+
+    #[test]
+    fn good_translation_passes() {
+        let out = "Russian diplomats will hold talks with the United States next month.";
+        assert!(check(SRC, out, &StopReason::Eos).is_empty());
+    }
+
+    #[test]
+    fn each_failure_is_named() {
+        let eos = StopReason::Eos;
+        assert_eq!(check(SRC, "  ", &eos), vec![Warning::Empty]);
+        assert!(check(SRC, "روس کے سفارت کار", &eos).contains(&Warning::UntranslatedScript));
+        assert!(check(SRC, "Russia.", &eos).contains(&Warning::TooShort));
+        let long = "Russian diplomats will hold talks. ".repeat(12);
+        let w = check(SRC, &long, &eos);
+        assert!(
+            w.contains(&Warning::TooLong) && w.contains(&Warning::Repetition),
+            "{w:?}"
+        );
+        assert!(check(
+            SRC,
+            "The text is about talks between Russia and America.",
+            &eos
+        )
+        .contains(&Warning::Commentary));
+        assert!(check(
+            SRC,
+            "Sure! Russian diplomats will hold talks next month.",
+            &eos
+        )
+        .contains(&Warning::Commentary));
+        assert!(check(
+            SRC,
+            "Russian diplomats will talk to the US.",
+            &StopReason::Loop
+        )
+        .contains(&Warning::Repetition));
+    }
+}

@@ -1,0 +1,118 @@
+//! The data path for one article (translate, summarize) and for a batch (job).
+
+pub mod guards;
+pub mod job;
+pub mod summarize;
+pub mod translate;
+
+use std::sync::Arc;
+
+use anyhow::Result;
+
+use crate::backend::gguf::Loaded;
+use crate::generate::{arabic_script_mask, DecodeOptions, Output, Session};
+use crate::prompt::{Family, Message, Tasks};
+
+/// Decoding settings chosen by the user.
+#[derive(Debug, Clone)]
+pub struct Sampling {
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub seed: u64,
+}
+
+/// A loaded instruction model with its prompts, ready to run tasks.
+pub struct Lm {
+    pub loaded: Loaded,
+    pub family: Family,
+    pub tasks: Tasks,
+    pub name: String,
+    pub sha256: String,
+    pub sampling: Sampling,
+    stop_ids: Vec<u32>,
+    english_only: Arc<Vec<bool>>,
+    /// Positions usable per prompt + reply (the model's limit, or less if asked).
+    pub context: usize,
+}
+
+/// Token counts of one model call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    pub tokens_in: usize,
+    pub tokens_out: usize,
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, o: Self) {
+        self.tokens_in += o.tokens_in;
+        self.tokens_out += o.tokens_out;
+    }
+}
+
+impl Lm {
+    pub fn new(
+        loaded: Loaded,
+        family: Family,
+        name: String,
+        sha256: String,
+        sampling: Sampling,
+        context: usize,
+    ) -> Self {
+        let stop_ids = family.stop_ids(&loaded.tokenizer);
+        let english_only = Arc::new(arabic_script_mask(&loaded.tokenizer));
+        let context = context.min(loaded.lm.max_positions).max(256);
+        Self {
+            loaded,
+            family,
+            tasks: crate::prompt::tasks(),
+            name,
+            sha256,
+            sampling,
+            stop_ids,
+            english_only,
+            context,
+        }
+    }
+
+    pub fn count(&self, text: &str) -> usize {
+        self.loaded.tokenizer.count(text)
+    }
+
+    /// Decoding options for English output with the user's sampling settings.
+    pub fn english_options(&self, max_new: usize) -> DecodeOptions {
+        DecodeOptions {
+            max_new,
+            temperature: self.sampling.temperature,
+            top_p: self.sampling.top_p,
+            seed: self.sampling.seed,
+            banned: Some(self.english_only.clone()),
+            stop_ids: self.stop_ids.clone(),
+            ..Default::default()
+        }
+    }
+
+    pub fn render(&self, msgs: &[Message], assistant_prefix: &str) -> Result<Vec<u32>> {
+        self.family
+            .render(&self.loaded.tokenizer, msgs, assistant_prefix)
+    }
+
+    /// One prompt, one reply.
+    pub fn complete(&mut self, msgs: &[Message], opts: &DecodeOptions) -> Result<(Output, Usage)> {
+        let prompt = self.render(msgs, "")?;
+        let mut opts = opts.clone();
+        opts.max_new = opts.max_new.min(self.context.saturating_sub(prompt.len()));
+        anyhow::ensure!(
+            opts.max_new > 0,
+            "prompt of {} tokens leaves no room for a reply in a {}-token context",
+            prompt.len(),
+            self.context
+        );
+        let mut s = Session::new(&mut self.loaded.lm, &prompt)?;
+        let out = s.generate(&self.loaded.tokenizer, &opts)?;
+        let usage = Usage {
+            tokens_in: prompt.len(),
+            tokens_out: out.ids.len(),
+        };
+        Ok((out, usage))
+    }
+}

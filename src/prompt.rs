@@ -1,0 +1,195 @@
+//! Chat templates (`prompts/<family>.toml`) and task instructions (`prompts/tasks.toml`).
+//!
+//! Rendering keeps article text out of the control channel: template literals are split
+//! at the family's special tokens, which are added by id, while message contents are
+//! encoded as plain text.
+
+use anyhow::{anyhow, Context, Result};
+use serde::Deserialize;
+
+use crate::tokenizer::Tokenizer;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Family {
+    pub name: String,
+    pub specials: Vec<String>,
+    pub system_role: bool,
+    pub system: String,
+    pub user: String,
+    pub assistant: String,
+    pub assistant_open: String,
+    pub stop: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    pub system: String,
+    pub user: String,
+    #[serde(default)]
+    pub example_source: Option<String>,
+    #[serde(default)]
+    pub example_translation: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tasks {
+    pub translate: Task,
+    pub translate_strict: Task,
+    pub summarize: Task,
+    pub merge: Task,
+}
+
+const FAMILIES: &[(&str, &str)] = &[
+    ("chatml", include_str!("../prompts/chatml.toml")),
+    ("gemma", include_str!("../prompts/gemma.toml")),
+];
+
+pub fn family(name: &str) -> Result<Family> {
+    let (_, text) = FAMILIES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .ok_or_else(|| anyhow!("unknown prompt family `{name}` (known: chatml, gemma)"))?;
+    toml::from_str(text).with_context(|| format!("prompts/{name}.toml is malformed"))
+}
+
+pub fn tasks() -> Tasks {
+    toml::from_str(include_str!("../prompts/tasks.toml")).expect("prompts/tasks.toml is malformed")
+}
+
+/// Fills `{key}` placeholders.
+pub fn fill(template: &str, vars: &[(&str, &str)]) -> String {
+    let mut s = template.to_string();
+    for (k, v) in vars {
+        s = s.replace(&format!("{{{k}}}"), v);
+    }
+    s
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+}
+
+impl Message {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+        }
+    }
+}
+
+impl Family {
+    /// Token ids of a conversation, ending with an open assistant turn that already
+    /// holds `assistant_prefix`.
+    pub fn render(
+        &self,
+        tok: &Tokenizer,
+        msgs: &[Message],
+        assistant_prefix: &str,
+    ) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        if tok.add_bos {
+            ids.extend(tok.bos);
+        }
+        let mut pending_system: Option<&str> = None;
+        for m in msgs {
+            let content;
+            let (template, text) = match m.role {
+                Role::System if !self.system_role => {
+                    pending_system = Some(&m.content);
+                    continue;
+                }
+                Role::System => (&self.system, m.content.as_str()),
+                Role::User => match pending_system.take() {
+                    Some(sys) => {
+                        content = format!("{sys}\n\n{}", m.content);
+                        (&self.user, content.as_str())
+                    }
+                    None => (&self.user, m.content.as_str()),
+                },
+                Role::Assistant => (&self.assistant, m.content.as_str()),
+            };
+            let (pre, post) = template
+                .split_once("{content}")
+                .ok_or_else(|| anyhow!("template of `{}` lacks {{content}}", self.name))?;
+            self.encode_literal(tok, pre, &mut ids)?;
+            ids.extend(tok.encode(text)?);
+            self.encode_literal(tok, post, &mut ids)?;
+        }
+        self.encode_literal(tok, &self.assistant_open, &mut ids)?;
+        ids.extend(tok.encode(assistant_prefix)?);
+        Ok(ids)
+    }
+
+    fn encode_literal(&self, tok: &Tokenizer, lit: &str, ids: &mut Vec<u32>) -> Result<()> {
+        let mut rest = lit;
+        while !rest.is_empty() {
+            let next = self
+                .specials
+                .iter()
+                .filter_map(|s| rest.find(s.as_str()).map(|p| (p, s)))
+                .min_by_key(|(p, _)| *p);
+            match next {
+                Some((p, s)) => {
+                    ids.extend(tok.encode(&rest[..p])?);
+                    let id = tok
+                        .token_id(s)
+                        .ok_or_else(|| anyhow!("the model's vocabulary has no `{s}` token, needed by the `{}` prompt family", self.name))?;
+                    ids.push(id);
+                    rest = &rest[p + s.len()..];
+                }
+                None => {
+                    ids.extend(tok.encode(rest)?);
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ids that end a reply: the family's stop tokens plus the model's EOS.
+    pub fn stop_ids(&self, tok: &Tokenizer) -> Vec<u32> {
+        let mut v: Vec<u32> = self.stop.iter().filter_map(|s| tok.token_id(s)).collect();
+        v.extend(tok.eos);
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_and_tasks_parse() {
+        for (n, _) in FAMILIES {
+            let f = family(n).unwrap();
+            assert!(f.user.contains("{content}") && f.assistant.contains("{content}"));
+        }
+        let t = tasks();
+        assert!(t.translate.user.contains("{source}"));
+        assert!(t.summarize.user.contains("{text}") && t.summarize.user.contains("{n}"));
+        assert!(t.translate.example_source.is_some());
+    }
+
+    #[test]
+    fn fill_replaces_all() {
+        assert_eq!(
+            fill("{a} and {a} {b}", &[("a", "x"), ("b", "y")]),
+            "x and x y"
+        );
+    }
+}
