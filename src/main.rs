@@ -11,11 +11,15 @@ use tarjuma::config::{self, config_error, ConfigError, ModelConfig};
 use tarjuma::io::read::read_file;
 use tarjuma::models;
 use tarjuma::pipeline::job::{prepare, run_batch, BatchConfig};
+use tarjuma::pipeline::Lm;
 use tarjuma::text::script::arabic_letter_ratio;
-use tarjuma::text::Kind;
+use tarjuma::text::{Kind, Paragraph};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => return clap_exit(e),
+    };
     let threads = match &cli.command {
         Command::Run(a) => a.model.threads,
         Command::Translate(a) | Command::Summarize(a) => a.model.threads,
@@ -45,6 +49,34 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::from(1)
             }
+        }
+    }
+}
+
+/// Help and version go to stdout with code 0; a usage error is one line on stderr, code 2.
+fn clap_exit(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(2)
+        }
+        _ => {
+            // clap's message up to its first blank line, folded into one line.
+            let text = e.to_string();
+            let msg: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let msg = msg.join(" ");
+            let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
+            eprintln!("tarjuma: {msg} (see `tarjuma --help`)");
+            ExitCode::from(2)
         }
     }
 }
@@ -102,14 +134,21 @@ fn read_input(input: &str) -> Result<String> {
     read_file(p).map_err(|e| anyhow::anyhow!("{input}: {e}"))
 }
 
-fn translate(a: TextArgs) -> Result<ExitCode> {
+/// What `translate` and `summarize` start from: the config, the text, its paragraphs
+/// and the loaded model (loaded last, so input errors come first).
+fn open_text(a: &TextArgs) -> Result<(ModelConfig, String, Vec<Paragraph>, Lm)> {
     let mc = ModelConfig::from_args(&a.model)?;
     let text = read_input(&a.input)?;
     let paras = prepare(&text);
     if paras.is_empty() {
         anyhow::bail!("{}: the text is empty", a.input);
     }
-    let mut lm = mc.load()?;
+    let lm = mc.load()?;
+    Ok((mc, text, paras, lm))
+}
+
+fn translate(a: TextArgs) -> Result<ExitCode> {
+    let (mc, _, paras, mut lm) = open_text(&a)?;
     let stdout = std::io::stdout();
     let mut io_err: Option<std::io::Error> = None;
     let (outs, _) = lm.translate_paragraphs(&paras, &mc.translate, &mut |c| {
@@ -139,13 +178,7 @@ fn translate(a: TextArgs) -> Result<ExitCode> {
 
 fn summarize(a: TextArgs) -> Result<ExitCode> {
     let max_bullets = config::validate_bullets(a.summary.max_bullets)?;
-    let mc = ModelConfig::from_args(&a.model)?;
-    let text = read_input(&a.input)?;
-    let paras = prepare(&text);
-    if paras.is_empty() {
-        anyhow::bail!("{}: the text is empty", a.input);
-    }
-    let mut lm = mc.load()?;
+    let (mc, text, paras, mut lm) = open_text(&a)?;
     let body: Vec<String> = if arabic_letter_ratio(&text) > 0.3 {
         let (outs, _) = lm.translate_paragraphs(&paras, &mc.translate, &mut |_| {})?;
         outs.into_iter()

@@ -278,6 +278,12 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let g = pack(&items, 6, |s| s.split_whitespace().count());
-        assert_eq!(g, vec![vec!["a b".to_string(), "c d".to_string()], vec!["e f g".to_string()]]);
+        assert_eq!(
+            g,
+            vec![
+                vec!["a b".to_string(), "c d".to_string()],
+                vec!["e f g".to_string()]
+            ]
+        );
     }
 }

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::segment::Paragraph;
+use super::segment::{push_trimmed, Paragraph};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -89,18 +89,7 @@ pub fn tag_paragraphs(doc: &str, blocks: Vec<Paragraph>) -> Vec<Paragraph> {
             }
         }
         for (kind, s, e) in runs {
-            let raw = &doc[s..e];
-            let lead = raw.len() - raw.trim_start().len();
-            let text = raw.trim();
-            if text.is_empty() {
-                continue;
-            }
-            out.push(Paragraph {
-                start: s + lead,
-                end: s + lead + text.len(),
-                text: text.to_string(),
-                kind,
-            });
+            push_trimmed(doc, s, e, kind, &mut out);
         }
     }
     out

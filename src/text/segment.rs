@@ -35,7 +35,7 @@ pub fn paragraphs(doc: &str) -> Vec<Paragraph> {
         pos += line.len();
         if line.trim().is_empty() {
             if let Some(s) = block_start.take() {
-                push_trimmed(doc, s, block_end, &mut out);
+                push_trimmed(doc, s, block_end, Kind::Body, &mut out);
             }
         } else {
             block_start.get_or_insert(line_start);
@@ -43,12 +43,19 @@ pub fn paragraphs(doc: &str) -> Vec<Paragraph> {
         }
     }
     if let Some(s) = block_start {
-        push_trimmed(doc, s, block_end, &mut out);
+        push_trimmed(doc, s, block_end, Kind::Body, &mut out);
     }
     out
 }
 
-fn push_trimmed(doc: &str, start: usize, end: usize, out: &mut Vec<Paragraph>) {
+/// Pushes `doc[start..end]`, trimmed, as a paragraph of `kind` (nothing if blank).
+pub(crate) fn push_trimmed(
+    doc: &str,
+    start: usize,
+    end: usize,
+    kind: Kind,
+    out: &mut Vec<Paragraph>,
+) {
     let raw = &doc[start..end];
     let lead = raw.len() - raw.trim_start().len();
     let text = raw.trim();
@@ -59,12 +66,26 @@ fn push_trimmed(doc: &str, start: usize, end: usize, out: &mut Vec<Paragraph>) {
         start: start + lead,
         end: start + lead + text.len(),
         text: text.to_string(),
-        kind: Kind::Body,
+        kind,
     });
 }
 
 fn is_terminator(c: char) -> bool {
     matches!(c, '۔' | '؟' | '!' | '.' | '?' | '…')
+}
+
+/// Whether the `.` ending `before` belongs to an abbreviation ("U.S.", "J.", "Mr.").
+fn is_abbreviation(before: &str) -> bool {
+    const TITLES: &[&str] = &[
+        "Mr", "Mrs", "Ms", "Dr", "Prof", "St", "Gen", "Lt", "Col", "Capt", "Sr", "Jr", "No", "vs",
+        "etc", "Inc", "Ltd", "Co",
+    ];
+    let word = before.rsplit(char::is_whitespace).next().unwrap_or("");
+    let last = word.rsplit('.').next().unwrap_or("");
+    let mut chars = last.chars();
+    let single_letter =
+        matches!((chars.next(), chars.next()), (Some(c), None) if c.is_ascii_uppercase());
+    single_letter || TITLES.contains(&last)
 }
 
 fn is_closer(c: char) -> bool {
@@ -88,6 +109,14 @@ pub fn sentences(text: &str) -> Vec<&str> {
                 j += 1;
             }
             boundary = j == chars.len() || chars[j].1.is_whitespace();
+            if boundary
+                && c == '.'
+                && j == i + 1
+                && j < chars.len()
+                && is_abbreviation(&text[start..chars[i].0])
+            {
+                boundary = false;
+            }
         }
         if boundary {
             while j < chars.len() && chars[j].1.is_whitespace() {

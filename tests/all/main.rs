@@ -1,0 +1,7 @@
+//! The integration test binary (one binary, as ripgrep does, so it links once).
+
+mod cli;
+mod real_model;
+mod text_stages;
+mod tokenizer_parity;
+mod util;
