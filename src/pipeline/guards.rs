@@ -29,6 +29,8 @@ pub enum Warning {
     Commentary,
     /// The reply copied the example or the previous chunk's translation.
     CopiedContext,
+    /// The translation holds a number that the source does not.
+    InventedNumber,
     /// Residual Urdu letters were romanized so the translation stays English.
     Romanized,
     /// Nothing usable came back: the paragraph holds a romanization of the source.
@@ -67,7 +69,9 @@ fn commentary() -> &'static Regex {
             r"(?i)^\s*(?:sure\b|certainly\b|of course\b|i(?:'m| am) sorry|i can(?:not|'t)|as an ai\b",
             r"|the (?:given |following |above )?(?:text|passage|article|sentence|paragraph)\b",
             r"|this (?:text|passage|article|sentence|paragraph)\b|it seems\b|note:)",
-            r"|\b(?:urdu (?:text|sentence|passage)|translated (?:from|into) english|in urdu)\b"
+            r"|\b(?:urdu (?:text|sentence|passage)|translated (?:from|into) english|in urdu)\b",
+            // An echo of the prompt's own labels.
+            r"|\b(?:urdu\s*:|english translation\b|translate (?:this|the following|into english))"
         ))
         .unwrap()
     })
@@ -154,7 +158,31 @@ pub fn check(source: &str, output: &str, stop: &StopReason) -> Vec<Warning> {
     if commentary().is_match(output) && !source.contains("اردو") {
         w.push(Warning::Commentary);
     }
+    if !ungrounded_numbers(output, &latin_digits(source)).is_empty() {
+        w.push(Warning::InventedNumber);
+    }
     w
+}
+
+fn numbers() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    R.get_or_init(|| Regex::new(r"\d[\d,]*(?:\.\d+)?").unwrap())
+}
+
+/// Numbers in `text` (digits only, separators dropped) that `grounding` does not
+/// support. A number is supported when a grounding number is a prefix of its digits,
+/// so "14 ہزار" (14 thousand) supports "14,000" and "3.5" supports "3.5".
+pub fn ungrounded_numbers(text: &str, grounding: &str) -> Vec<String> {
+    let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+    let known: Vec<String> = numbers()
+        .find_iter(grounding)
+        .map(|m| digits(m.as_str()))
+        .collect();
+    numbers()
+        .find_iter(text)
+        .map(|m| digits(m.as_str()))
+        .filter(|n| !known.iter().any(|k| n.starts_with(k.as_str())))
+        .collect()
 }
 
 #[cfg(test)]
@@ -193,6 +221,33 @@ mod tests {
             Some(ctx)
         ));
         assert!(!copied_context(SRC, "anything", None));
+    }
+
+    #[test]
+    fn numbers_must_come_from_the_source() {
+        let src = "یوکرین میں 14 ہزار سے زائد افراد ۲۰۱۴ سے اب تک ہلاک ہوئے۔";
+        let g = latin_digits(src);
+        assert!(ungrounded_numbers("More than 14,000 people have died since 2014.", &g).is_empty());
+        assert_eq!(
+            ungrounded_numbers("Over 15,000 films since 2014.", &g),
+            vec!["15000"]
+        );
+        assert!(check(
+            src,
+            "The movie industry has produced over 1,500 films since 1980.",
+            &StopReason::Eos
+        )
+        .contains(&Warning::InventedNumber));
+    }
+
+    #[test]
+    fn prompt_echo_is_commentary() {
+        assert!(check(
+            SRC,
+            "Urdu: Rukh-e Amani English translation only:",
+            &StopReason::Eos
+        )
+        .contains(&Warning::Commentary));
     }
 
     #[test]

@@ -6,13 +6,9 @@
 //! numbers appear nowhere in the article is flagged (small models invent figures; see
 //! ARCHITECTURE.md). This makes "3 to 7 bullets" a property of the decoder, not a hope.
 
-use std::collections::HashSet;
-use std::sync::OnceLock;
-
 use anyhow::Result;
-use regex::Regex;
 
-use super::guards::{overlap, Warning};
+use super::guards::{overlap, ungrounded_numbers, Warning};
 use super::{Lm, Usage};
 use crate::generate::{Session, StopReason};
 use crate::prompt::{fill, Message, Role, Task};
@@ -34,25 +30,6 @@ fn similar(a: &str, b: &str) -> bool {
     overlap(a, b) > 0.7
 }
 
-fn numbers() -> &'static Regex {
-    static R: OnceLock<Regex> = OnceLock::new();
-    R.get_or_init(|| Regex::new(r"\d[\d,]*(?:\.\d+)?").unwrap())
-}
-
-/// Numbers in `bullet` that do not occur in `grounding`.
-pub fn ungrounded_numbers(bullet: &str, grounding: &str) -> Vec<String> {
-    let norm = |s: &str| s.replace(',', "");
-    let known: HashSet<String> = numbers()
-        .find_iter(grounding)
-        .map(|m| norm(m.as_str()))
-        .collect();
-    numbers()
-        .find_iter(bullet)
-        .map(|m| norm(m.as_str().trim_end_matches('.')))
-        .filter(|n| !known.contains(n))
-        .collect()
-}
-
 /// Strips list markers and whitespace; `None` if nothing worth a bullet is left.
 fn clean_bullet(s: &str) -> Option<String> {
     let t = s
@@ -63,7 +40,12 @@ fn clean_bullet(s: &str) -> Option<String> {
         .trim_start_matches(['.', ')'])
         .trim();
     let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
-    (t.split_whitespace().count() >= 3).then_some(t)
+    // A bullet is a sentence: three or more real words.
+    let words = t
+        .split_whitespace()
+        .filter(|w| w.chars().filter(|c| c.is_alphabetic()).count() >= 2)
+        .count();
+    (words >= 3).then_some(t)
 }
 
 impl Lm {
@@ -246,6 +228,7 @@ mod tests {
             "Russia will hold talks."
         );
         assert!(clean_bullet("- ok").is_none());
+        assert!(clean_bullet("345kgs - 12.345kgs").is_none());
     }
 
     #[test]
