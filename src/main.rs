@@ -207,9 +207,10 @@ fn models_cmd(m: ModelsCommand) -> Result<ExitCode> {
     match m {
         ModelsCommand::List { cache } => {
             let c = config::cache(&cache, true);
+            let all = models::all().map_err(|e| config_error(format!("{e:#}")))?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "cache: {}", c.root.display())?;
-            for m in models::builtin() {
+            for m in all {
                 let default = if m.name == models::manifest::DEFAULT_MODEL {
                     " (default)"
                 } else {
@@ -225,7 +226,7 @@ fn models_cmd(m: ModelsCommand) -> Result<ExitCode> {
                     "{:<30} {:<7} {:>7.0} MB  {:<10} {}{default}",
                     m.name,
                     m.architecture,
-                    m.file.size as f64 / 1e6,
+                    m.total_size() as f64 / 1e6,
                     state,
                     m.description
                 )?;
@@ -236,23 +237,37 @@ fn models_cmd(m: ModelsCommand) -> Result<ExitCode> {
             let m = config::manifest(&name)?;
             let mut c = config::cache(&cache, quiet);
             c.offline = false;
-            let f = c.fetch(&m)?;
-            println!("{} {}", f.sha256, f.path.display());
+            for f in c.ensure(&m)? {
+                println!("{} {}", f.sha256, f.path.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
-        ModelsCommand::Verify { name, cache } => {
-            let c = config::cache(&cache, true);
+        ModelsCommand::Verify {
+            name,
+            repair,
+            cache,
+            quiet,
+        } => {
+            let c = config::cache(&cache, quiet);
             let list = match name {
                 Some(n) => vec![config::manifest(&n)?],
-                None => models::builtin()
+                None => models::all()?
                     .into_iter()
-                    .filter(|m| c.path_of(m).exists())
+                    .filter(|m| {
+                        m.files
+                            .iter()
+                            .any(|f| c.locate(m, f).is_some_and(|p| p.exists()))
+                    })
                     .collect(),
             };
             let mut bad = 0;
             for m in list {
-                match c.verify(&m) {
-                    Ok(f) => println!("ok       {} {}", m.name, f.sha256),
+                match c.verify(&m, repair) {
+                    Ok(files) => {
+                        for f in files {
+                            println!("ok       {} {} {}", m.name, f.sha256, f.path.display());
+                        }
+                    }
                     Err(e) => {
                         bad += 1;
                         println!("CORRUPT  {} {e:#}", m.name);
@@ -268,11 +283,15 @@ fn models_cmd(m: ModelsCommand) -> Result<ExitCode> {
         ModelsCommand::Path { name, cache } => {
             let m = config::manifest(&name)?;
             let c = config::cache(&cache, true);
-            if !c.path_of(&m).exists() {
-                anyhow::bail!("model `{name}` is not cached; run `tarjuma models fetch {name}`");
+            match c.locate(&m, m.main_file()).filter(|p| p.exists()) {
+                Some(p) => {
+                    println!("{}", p.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    anyhow::bail!("model `{name}` is not cached; run `tarjuma models fetch {name}`")
+                }
             }
-            println!("{}", c.path_of(&m).display());
-            Ok(ExitCode::SUCCESS)
         }
     }
 }

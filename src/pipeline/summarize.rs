@@ -88,7 +88,9 @@ impl Lm {
             };
             let mut next = Vec::new();
             for g in pack(&notes, room, |s| self.count(s)) {
-                let (b, u) = self.bullets(&task, &g.join("\n\n"), 3, 1)?;
+                // Merging must shrink the notes: fewer bullets out than notes in.
+                let n = if merged { (g.len() / 2).clamp(1, 3) } else { 3 };
+                let (b, u) = self.bullets(&task, &g.join("\n\n"), n, 1)?;
                 usage += u;
                 next.extend(b.into_iter().map(|b| format!("- {b}")));
             }

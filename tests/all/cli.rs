@@ -51,10 +51,17 @@ fn every_subcommand_documents_its_flags() {
                 args.join(" ")
             );
         }
-        // Every option line carries a description.
-        for line in help.lines().filter(|l| l.trim_start().starts_with("--")) {
+        // Every option carries a description: on its line, or on the next one.
+        let lines: Vec<&str> = help.lines().collect();
+        let start = lines.iter().position(|l| *l == "Options:").unwrap_or(0);
+        for (i, line) in lines.iter().enumerate().skip(start) {
+            if !line.trim_start().starts_with('-') {
+                continue;
+            }
+            let inline = line.trim().contains("  ");
+            let next = lines.get(i + 1).map(|l| l.trim()).unwrap_or("");
             assert!(
-                line.trim().contains("  "),
+                inline || (!next.is_empty() && !next.starts_with('-')),
                 "undocumented option in {args:?}: {line}"
             );
         }
@@ -94,7 +101,7 @@ fn usage_errors_are_one_line_and_exit_2() {
     assert_usage_error(&["translate", "--device", "tpu", seed], "tpu");
     assert_usage_error(&["summarize", "--max-bullets", "0", seed], "--max-bullets");
     assert_usage_error(
-        &["run", seed, "--out", "x", "--temperature", "-1"],
+        &["run", seed, "--out", "x", "--temperature=-1"],
         "--temperature",
     );
     assert_usage_error(&["run", seed], "--out");

@@ -1,6 +1,8 @@
 //! The integration test binary (one binary, as ripgrep does, so it links once).
 
 mod cli;
+mod fixtures;
+mod hub;
 mod real_model;
 mod text_stages;
 mod tokenizer_parity;

@@ -212,3 +212,44 @@ fn qwen2_and_gemma3_models_run() {
         );
     }
 }
+
+/// A text too long for one prompt is summarised in groups, then merged.
+#[test]
+fn long_text_is_summarised_by_map_reduce() {
+    model_path(SMOL);
+    let facts = [
+        "Russia will hold security talks with the United States in January.",
+        "The talks will take place in Geneva after the new year holidays.",
+        "Foreign Minister Sergei Lavrov announced the talks in an interview.",
+        "NATO proposed that the talks begin on 12 January.",
+        "Russia has moved additional troops to the border with Ukraine.",
+        "Western countries have warned Russia of severe economic sanctions.",
+        "Russia annexed Crimea in 2014 and backed separatists in the east.",
+        "Ukraine says more than 14,000 people have died in the Donbas fighting.",
+    ];
+    let text = facts
+        .iter()
+        .cycle()
+        .take(40)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let mut c = bin();
+    c.args([
+        "summarize",
+        "--quiet",
+        "--threads",
+        "2",
+        "--model",
+        SMOL,
+        "--context",
+        "512",
+        "--max-bullets",
+        "4",
+        "-",
+    ]);
+    let o = run_with_stdin(c, &text);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bullets: Vec<String> = stdout(&o).lines().map(String::from).collect();
+    assert!((3..=4).contains(&bullets.len()), "{bullets:?}");
+}
