@@ -134,10 +134,20 @@ impl<'m, M: CausalLm + ?Sized> Session<'m, M> {
     }
 
     pub fn feed(&mut self, ids: &[u32]) -> Result<()> {
+        let t = std::time::Instant::now();
         for slice in ids.chunks(PREFILL_SLICE) {
             self.logits = self.model.forward(slice, self.pos)?;
             self.pos += slice.len();
             self.fed += slice.len();
+        }
+        if ids.len() > 1 {
+            let s = t.elapsed().as_secs_f64();
+            tracing::debug!(
+                tokens = ids.len(),
+                seconds = s,
+                tok_per_s = ids.len() as f64 / s,
+                "prefill"
+            );
         }
         Ok(())
     }
@@ -163,6 +173,7 @@ impl<'m, M: CausalLm + ?Sized> Session<'m, M> {
             }
         };
         let mut lp = LogitsProcessor::from_sampling(o.seed, sampling);
+        let t0 = std::time::Instant::now();
         let mut ids: Vec<u32> = Vec::new();
         let mut stop = StopReason::MaxTokens;
         while ids.len() < o.max_new {
@@ -196,6 +207,8 @@ impl<'m, M: CausalLm + ?Sized> Session<'m, M> {
             }
             self.feed(&[t])?;
         }
+        let s = t0.elapsed().as_secs_f64();
+        tracing::debug!(tokens = ids.len(), seconds = s, tok_per_s = ids.len() as f64 / s, stop = ?stop, "decode");
         let mut text = tok.decode(&ids).trim_start().to_string();
         if stop == StopReason::StopText {
             if let Some(p) = o

@@ -54,11 +54,21 @@ impl Warning {
     }
 }
 
+/// Labels small models put before a translation ("The English translation is:").
 fn labels() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
     R.get_or_init(|| {
-        Regex::new(r"(?i)^\s*(?:here(?:'s| is| are) (?:the |an? )?(?:english )?translation[^:\n]*:\s*|(?:english(?: translation)?|translation|answer|output)\s*:\s*)")
-            .unwrap()
+        Regex::new(concat!(
+            r"(?i)^\s*(?:",
+            r"here(?:'s| is| are) (?:the |an? )?(?:english )?translation[^:\n]*:",
+            r"|(?:the |this )?(?:english )?translation(?: of (?:the|this) (?:urdu )?(?:text|sentence|passage))?(?: (?:is|reads|would be))?\s*:",
+            r"|(?:the |this )?urdu (?:text|sentence|passage) (?:translates|is translated|can be translated) (?:in)?to english(?: as)?\s*:",
+            r"|(?:this |it )?translates to\s*:",
+            r"|(?:in )?english(?: translation)?\s*:",
+            r"|answer\s*:|output\s*:",
+            r")\s*"
+        ))
+        .unwrap()
     })
 }
 
@@ -67,7 +77,7 @@ fn commentary() -> &'static Regex {
     R.get_or_init(|| {
         Regex::new(concat!(
             r"(?i)^\s*(?:sure\b|certainly\b|of course\b|i(?:'m| am) sorry|i can(?:not|'t)|as an ai\b",
-            r"|the (?:given |following |above )?(?:text|passage|article|sentence|paragraph)\b",
+            r"|the (?:given |following |above )?(?:urdu |original )?(?:text|passage|article|sentence|paragraph)\b",
             r"|this (?:text|passage|article|sentence|paragraph)\b|it seems\b|note:)",
             r"|\b(?:urdu (?:text|sentence|passage)|translated (?:from|into) english|in urdu)\b",
             // An echo of the prompt's own labels.
@@ -83,11 +93,18 @@ pub fn clean(output: &str) -> String {
     let mut s = labels().replace(output.trim(), "").into_owned();
     s = latin_digits(&s);
     let t = s.trim();
-    let unquoted = t
-        .strip_prefix('"')
-        .and_then(|x| x.strip_suffix('"'))
-        .filter(|x| !x.contains('"'))
-        .unwrap_or(t);
+    // Wrapping quotes, also when the model stopped before the closing one.
+    let unquoted = match t.strip_prefix(['"', '“']) {
+        Some(inner) => {
+            let inner = inner.strip_suffix(['"', '”']).unwrap_or(inner);
+            if inner.contains(['"', '“', '”']) {
+                t
+            } else {
+                inner
+            }
+        }
+        None => t,
+    };
     unquoted.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -108,6 +125,11 @@ pub fn overlap(a: &str, b: &str) -> f64 {
     } else {
         inter / union
     }
+}
+
+/// Whether `output` repeats the instructions it was given.
+pub fn echoes_instructions(output: &str, instructions: &[&str]) -> bool {
+    instructions.iter().any(|i| overlap(output, i) > 0.4)
 }
 
 /// Whether `output` is a copy of the context translation shown to the model, for a
@@ -190,6 +212,44 @@ mod tests {
     use super::*;
 
     const SRC: &str = "روس کے سفارت کار اگلے ماہ امریکا کے ساتھ مذاکرات کریں گے۔";
+
+    #[test]
+    fn clean_strips_the_labels_small_models_write() {
+        for (raw, want) in [
+            (
+                "The translation is: \"Russia will talk.\"",
+                "Russia will talk.",
+            ),
+            (
+                "The English translation is: \"Russia will talk.",
+                "Russia will talk.",
+            ),
+            (
+                "The Urdu text translates to English as: Russia will talk.",
+                "Russia will talk.",
+            ),
+            ("The Urdu text translates to English as:", ""),
+            ("In English: Russia will talk.", "Russia will talk."),
+        ] {
+            assert_eq!(clean(raw), want, "{raw}");
+        }
+        assert!(check(
+            SRC,
+            "The Urdu text is already in English.",
+            &StopReason::Eos
+        )
+        .contains(&Warning::Commentary));
+    }
+
+    #[test]
+    fn instruction_echo_is_caught() {
+        let sys = "Reply with the English translation only: no notes, no explanations, no Urdu script, and never repeat a sentence. Keep every name, number and date exactly.";
+        assert!(echoes_instructions("No notes, no explanations, no Urdu script, and never repeat a sentence. Keep every name, number and date exactly.", &[sys]));
+        assert!(!echoes_instructions(
+            "Russian diplomats will hold talks next month.",
+            &[sys]
+        ));
+    }
 
     #[test]
     fn clean_strips_labels_and_quotes() {

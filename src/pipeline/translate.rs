@@ -8,7 +8,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::guards::{check, clean, copied_context, Warning};
+use super::guards::{check, clean, copied_context, echoes_instructions, Warning};
 use super::{Lm, Usage};
 use crate::generate::{DecodeOptions, StopReason};
 use crate::prompt::{fill, Message, Role, Task};
@@ -121,11 +121,8 @@ impl Lm {
         } = self.attempt(source, source_tokens, carry, false)?;
         usage += u;
         let mut warnings = check(source, &first, &stop);
-        if copied_context(
-            source,
-            &first,
-            context.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
-        ) {
+        let ctx = context.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
+        if copied_context(source, &first, ctx) || self.echoes_instructions(&first) {
             warnings.push(Warning::CopiedContext);
         }
         let mut best = first;
@@ -138,7 +135,10 @@ impl Lm {
                 ..
             } = self.attempt(source, source_tokens, None, true)?;
             usage += u;
-            let w2 = check(source, &second, &stop2);
+            let mut w2 = check(source, &second, &stop2);
+            if self.echoes_instructions(&second) {
+                w2.push(Warning::CopiedContext);
+            }
             // The retry wins ties: it was asked more strictly.
             if w2.len() <= warnings.len() {
                 best = second;
@@ -156,6 +156,16 @@ impl Lm {
             warnings.push(Warning::Fallback);
         }
         Ok((best, warnings, usage))
+    }
+
+    fn echoes_instructions(&self, output: &str) -> bool {
+        echoes_instructions(
+            output,
+            &[
+                &self.tasks.translate.system,
+                &self.tasks.translate_strict.system,
+            ],
+        )
     }
 
     fn attempt(
