@@ -145,7 +145,7 @@ impl ModelConfig {
             }
             ModelSpec::File(p) => {
                 let sha =
-                    models::source::digest_of(p).map_err(|e| config_error(format!("{e:#}")))?;
+                    models::source::sha256_file(p).map_err(|e| config_error(format!("{e:#}")))?;
                 let name = p
                     .file_stem()
                     .and_then(|s| s.to_str())

@@ -10,7 +10,7 @@ use tarjuma::cli::{Cli, Command, ModelsCommand, TextArgs};
 use tarjuma::config::{self, config_error, ConfigError, ModelConfig};
 use tarjuma::io::read::read_file;
 use tarjuma::models;
-use tarjuma::pipeline::job::{prepare, run_batch, BatchConfig};
+use tarjuma::pipeline::job::{prepare, run_batch, summary_input, BatchConfig};
 use tarjuma::pipeline::Lm;
 use tarjuma::text::script::arabic_letter_ratio;
 use tarjuma::text::{Kind, Paragraph};
@@ -179,20 +179,14 @@ fn translate(a: TextArgs) -> Result<ExitCode> {
 fn summarize(a: TextArgs) -> Result<ExitCode> {
     let max_bullets = config::validate_bullets(a.summary.max_bullets)?;
     let (mc, text, paras, mut lm) = open_text(&a)?;
-    let body: Vec<String> = if arabic_letter_ratio(&text) > 0.3 {
+    let (body, reserve) = if arabic_letter_ratio(&text) > 0.3 {
         let (outs, _) = lm.translate_paragraphs(&paras, &mc.translate, &mut |_| {})?;
-        outs.into_iter()
-            .filter(|p| p.kind == Kind::Body)
-            .map(|p| p.translation)
-            .collect()
+        summary_input(&outs)
     } else {
-        paras
-            .iter()
-            .filter(|p| p.kind == Kind::Body)
-            .map(|p| p.text.clone())
-            .collect()
+        let body = paras.iter().filter(|p| p.kind == Kind::Body);
+        (body.map(|p| p.text.clone()).collect(), Vec::new())
     };
-    let (s, _) = lm.summarize(&body, &text, max_bullets)?;
+    let (s, _) = lm.summarize(&body, &reserve, &text, max_bullets)?;
     let mut out = std::io::stdout().lock();
     for b in &s.bullets {
         writeln!(out, "- {b}")?;

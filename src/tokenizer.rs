@@ -70,8 +70,6 @@ enum Engine {
 /// A tokenizer read from GGUF metadata.
 pub struct Tokenizer {
     engine: Engine,
-    tokens: Vec<String>,
-    types: Vec<TokenType>,
     /// The bytes each token stands for when decoded (empty for control tokens).
     bytes: Vec<Vec<u8>>,
     ids: HashMap<String, u32>,
@@ -80,7 +78,6 @@ pub struct Tokenizer {
     pub bos: Option<u32>,
     pub eos: Option<u32>,
     pub add_bos: bool,
-    pub kind: &'static str,
 }
 
 fn md<'a>(c: &'a Content, key: &'static str) -> Result<&'a Value, TokenizerError> {
@@ -165,7 +162,7 @@ impl Tokenizer {
             .collect();
         user_defined.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
 
-        let (engine, bytes, kind) = match model.as_str() {
+        let (engine, bytes) = match model.as_str() {
             "gpt2" => {
                 let merges = strings(md(c, "tokenizer.ggml.merges")?, "tokenizer.ggml.merges")?;
                 let pre = c
@@ -189,7 +186,7 @@ impl Tokenizer {
                             .unwrap_or_else(|| t.as_bytes().to_vec()),
                     })
                     .collect();
-                (Engine::Bpe(Box::new(tk)), bytes, "gpt2-bpe")
+                (Engine::Bpe(Box::new(tk)), bytes)
             }
             "llama" => {
                 let scores: Vec<f32> = match c.metadata.get("tokenizer.ggml.scores") {
@@ -223,43 +220,28 @@ impl Tokenizer {
                     add_space_prefix,
                     unk: get_id("tokenizer.ggml.unknown_token_id"),
                 };
-                (Engine::Spm(spm), bytes, "sentencepiece")
+                (Engine::Spm(spm), bytes)
             }
             other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
         };
         Ok(Self {
             engine,
-            tokens,
-            types,
             bytes,
             ids,
             user_defined,
             bos,
             eos,
             add_bos,
-            kind,
         })
     }
 
     pub fn vocab_size(&self) -> usize {
-        self.tokens.len()
+        self.bytes.len()
     }
 
     /// Id of a token given by its exact text (for control tokens in templates).
     pub fn token_id(&self, text: &str) -> Option<u32> {
         self.ids.get(text).copied()
-    }
-
-    /// The text of a token as stored in the vocabulary.
-    pub fn token_text(&self, id: u32) -> Option<&str> {
-        self.tokens.get(id as usize).map(String::as_str)
-    }
-
-    pub fn is_control(&self, id: u32) -> bool {
-        matches!(
-            self.types.get(id as usize),
-            Some(TokenType::Control | TokenType::Unknown | TokenType::Unused)
-        )
     }
 
     /// The bytes a token decodes to (empty for control tokens).

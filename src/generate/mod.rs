@@ -112,8 +112,6 @@ pub struct Session<'m, M: CausalLm + ?Sized> {
     model: &'m mut M,
     pos: usize,
     logits: Vec<f32>,
-    /// Tokens fed so far; also the prompt-token count for timings.
-    pub fed: usize,
 }
 
 /// Prefill in slices, so attention scores stay small for long prompts.
@@ -127,7 +125,6 @@ impl<'m, M: CausalLm + ?Sized> Session<'m, M> {
             model,
             pos: 0,
             logits: vec![],
-            fed: 0,
         };
         s.feed(prompt)?;
         Ok(s)
@@ -138,7 +135,6 @@ impl<'m, M: CausalLm + ?Sized> Session<'m, M> {
         for slice in ids.chunks(PREFILL_SLICE) {
             self.logits = self.model.forward(slice, self.pos)?;
             self.pos += slice.len();
-            self.fed += slice.len();
         }
         if ids.len() > 1 {
             let s = t.elapsed().as_secs_f64();

@@ -154,10 +154,6 @@ pub fn builtin() -> Vec<Manifest> {
         .collect()
 }
 
-pub fn find(name: &str) -> Result<Option<Manifest>> {
-    Ok(all()?.into_iter().find(|m| m.name == name))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,5 +7,5 @@
 pub mod manifest;
 pub mod source;
 
-pub use manifest::{all, builtin, find, Manifest};
+pub use manifest::{all, builtin, Manifest};
 pub use source::{Cache, ModelFile};

@@ -471,8 +471,3 @@ fn recorded_digest(path: &Path, record: &Path) -> Option<String> {
     let (digest, st) = text.trim().split_once(' ')?;
     (stamp(path)? == st).then(|| digest.to_string())
 }
-
-/// Digest of a user-given GGUF file (not recorded: we do not write next to user files).
-pub fn digest_of(path: &Path) -> Result<String> {
-    sha256_file(path)
-}

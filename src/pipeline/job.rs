@@ -20,6 +20,29 @@ pub fn prepare(raw: &str) -> Vec<Paragraph> {
     tag_paragraphs(&doc, paragraphs(&doc))
 }
 
+/// The translations a summary is built from: body paragraphs whose translation is
+/// usable, and (second) the flagged ones (commentary, copies, Urdu script), which only
+/// count for the minimum and for an extractive fill. Fallbacks are never used.
+pub fn summary_input(outs: &[ParagraphOut]) -> (Vec<String>, Vec<String>) {
+    use super::guards::Warning::*;
+    let (mut usable, mut flagged) = (Vec::new(), Vec::new());
+    for p in outs
+        .iter()
+        .filter(|p| p.kind == Kind::Body && !p.warnings.contains(&Fallback))
+    {
+        let bad = p
+            .warnings
+            .iter()
+            .any(|w| matches!(w, Commentary | CopiedContext | Empty | UntranslatedScript));
+        if bad { &mut flagged } else { &mut usable }.push(p.translation.clone());
+    }
+    if usable.is_empty() {
+        // Flagged body text is better than no summary at all.
+        return (flagged, Vec::new());
+    }
+    (usable, flagged)
+}
+
 /// A finished article.
 pub struct Processed {
     pub paragraphs: Vec<ParagraphOut>,
@@ -43,17 +66,13 @@ pub fn process(
     let t0 = Instant::now();
     let (outs, mut usage) = lm.translate_paragraphs(&paras, topts, on_chunk)?;
     let t1 = Instant::now();
-    let body: Vec<String> = outs
-        .iter()
-        .filter(|p| p.kind == Kind::Body && !p.warnings.contains(&super::guards::Warning::Fallback))
-        .map(|p| p.translation.clone())
-        .collect();
+    let (body, reserve) = summary_input(&outs);
     let source: String = paras
         .iter()
         .map(|p| p.text.as_str())
         .collect::<Vec<_>>()
         .join("\n");
-    let (summary, u) = lm.summarize(&body, &source, max_bullets)?;
+    let (summary, u) = lm.summarize(&body, &reserve, &source, max_bullets)?;
     usage += u;
     let t2 = Instant::now();
     Ok(Processed {
@@ -177,4 +196,45 @@ pub fn run_batch(lm: &mut Lm, cfg: &BatchConfig) -> Result<BatchOutcome> {
     bar.finish_and_clear();
     results.compact()?;
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::guards::Warning;
+
+    fn para(t: &str, kind: Kind, warnings: Vec<Warning>) -> ParagraphOut {
+        ParagraphOut {
+            source: String::new(),
+            translation: t.into(),
+            kind,
+            warnings,
+        }
+    }
+
+    #[test]
+    fn summaries_skip_boilerplate_and_unusable_translations() {
+        let outs = vec![
+            para("Russia will talk.", Kind::Body, vec![]),
+            para("Read more: other story.", Kind::Boilerplate, vec![]),
+            para(
+                "The Urdu text is already in English.",
+                Kind::Body,
+                vec![Warning::Commentary],
+            ),
+            para("Prices rose.", Kind::Body, vec![Warning::TooShort]),
+        ];
+        let (usable, reserve) = summary_input(&outs);
+        assert_eq!(usable, vec!["Russia will talk.", "Prices rose."]);
+        assert_eq!(reserve, vec!["The Urdu text is already in English."]);
+        // With nothing usable, flagged body text is better than no summary.
+        let flagged = vec![
+            para("Odd text.", Kind::Body, vec![Warning::Commentary]),
+            para("[untranslated: x]", Kind::Body, vec![Warning::Fallback]),
+        ];
+        assert_eq!(
+            summary_input(&flagged),
+            (vec!["Odd text.".to_string()], vec![])
+        );
+    }
 }

@@ -35,10 +35,17 @@ fn clean_bullet(s: &str) -> Option<String> {
     let t = s
         .trim()
         .trim_start_matches(|c: char| matches!(c, '-' | '*' | '•' | '–') || c.is_whitespace());
-    let t = t
-        .trim_start_matches(|c: char| c.is_ascii_digit())
-        .trim_start_matches(['.', ')'])
-        .trim();
+    // "1." or "2)" list numbering, not a leading year or figure.
+    let t = match t.split_once(['.', ')']) {
+        Some((n, rest))
+            if (1..=2).contains(&n.len())
+                && n.bytes().all(|b| b.is_ascii_digit())
+                && rest.starts_with(' ') =>
+        {
+            rest.trim()
+        }
+        _ => t.trim(),
+    };
     let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
     // A bullet is a sentence: three or more real words.
     let words = t
@@ -49,11 +56,14 @@ fn clean_bullet(s: &str) -> Option<String> {
 }
 
 impl Lm {
-    /// Summarises English paragraphs into `min(MIN_BULLETS, …)..=max_bullets` bullets.
-    /// `grounding` is the text numbers are checked against (translation and source).
+    /// Summarises English `paragraphs` into `min(MIN_BULLETS, …)..=max_bullets` bullets.
+    /// `reserve` holds further body text (flagged translations) that only counts for the
+    /// minimum and for an extractive fill. `grounding` is the text numbers are checked
+    /// against (translation and source).
     pub fn summarize(
         &mut self,
         paragraphs: &[String],
+        reserve: &[String],
         grounding: &str,
         max_bullets: usize,
     ) -> Result<(SummaryOut, Usage)> {
@@ -64,7 +74,12 @@ impl Lm {
             .map(|s| s.trim())
             .filter(|s| !s.is_empty())
             .collect();
-        let n_sentences: usize = body.iter().map(|p| sentences(p).len()).sum();
+        let spare: Vec<&str> = reserve
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let n_sentences: usize = body.iter().chain(&spare).map(|p| sentences(p).len()).sum();
         let min = MIN_BULLETS.min(max_bullets).min(n_sentences);
         if body.is_empty() {
             return Ok((SummaryOut::default(), usage));
@@ -116,7 +131,7 @@ impl Lm {
 
         let mut warnings = Vec::new();
         if bullets.len() < min {
-            for s in body.iter().flat_map(|p| sentences(p)) {
+            for s in body.iter().chain(&spare).flat_map(|p| sentences(p)) {
                 if bullets.len() >= min {
                     break;
                 }
@@ -231,6 +246,14 @@ mod tests {
         );
         assert!(clean_bullet("- ok").is_none());
         assert!(clean_bullet("345kgs - 12.345kgs").is_none());
+        assert_eq!(
+            clean_bullet("- 2014: Russia annexed Crimea.").unwrap(),
+            "2014: Russia annexed Crimea."
+        );
+        assert_eq!(
+            clean_bullet("- 3.5 million people voted.").unwrap(),
+            "3.5 million people voted."
+        );
     }
 
     #[test]
