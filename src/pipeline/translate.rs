@@ -112,36 +112,18 @@ impl Lm {
         source_tokens: usize,
         carry: Option<&(String, String)>,
     ) -> Result<(String, Vec<Warning>, Usage)> {
-        let mut usage = Usage::default();
-        let Attempt {
-            text: first,
-            stop,
-            usage: u,
-            context,
-        } = self.attempt(source, source_tokens, carry, false)?;
-        usage += u;
-        let mut warnings = check(source, &first, &stop);
-        let ctx = context.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
-        if copied_context(source, &first, ctx) || self.echoes_instructions(&first) {
-            warnings.push(Warning::CopiedContext);
-        }
-        let mut best = first;
+        let first = self.attempt(source, source_tokens, carry, false)?;
+        let mut usage = first.usage;
+        let mut warnings = self.judge(source, &first);
+        let mut best = first.text;
         if warnings.iter().any(|w| w.retryable()) {
             // Zero-shot: nothing in the prompt to copy.
-            let Attempt {
-                text: second,
-                stop: stop2,
-                usage: u,
-                ..
-            } = self.attempt(source, source_tokens, None, true)?;
-            usage += u;
-            let mut w2 = check(source, &second, &stop2);
-            if self.echoes_instructions(&second) {
-                w2.push(Warning::CopiedContext);
-            }
+            let second = self.attempt(source, source_tokens, None, true)?;
+            usage += second.usage;
+            let w2 = self.judge(source, &second);
             // The retry wins ties: it was asked more strictly.
             if w2.len() <= warnings.len() {
-                best = second;
+                best = second.text;
                 warnings = w2;
             }
         }
@@ -158,14 +140,20 @@ impl Lm {
         Ok((best, warnings, usage))
     }
 
-    fn echoes_instructions(&self, output: &str) -> bool {
-        echoes_instructions(
-            output,
-            &[
-                &self.tasks.translate.system,
-                &self.tasks.translate_strict.system,
-            ],
-        )
+    /// The guards' verdict on one attempt, copies of the context and instructions included.
+    fn judge(&self, source: &str, a: &Attempt) -> Vec<Warning> {
+        let mut w = check(source, &a.text, &a.stop);
+        let ctx = a.context.as_ref().map(|(s, t)| (s.as_str(), t.as_str()));
+        let instructions = [
+            &self.tasks.translate.system,
+            &self.tasks.translate_strict.system,
+        ];
+        if copied_context(source, &a.text, ctx)
+            || echoes_instructions(&a.text, &instructions.map(String::as_str))
+        {
+            w.push(Warning::CopiedContext);
+        }
+        w
     }
 
     fn attempt(
