@@ -230,7 +230,10 @@ mod tests {
             ),
             ("The Urdu text translates to English as:", ""),
             ("In English: Russia will talk.", "Russia will talk."),
-            ("The Portuguese translation is: Russia will talk.", "Russia will talk."),
+            (
+                "The Portuguese translation is: Russia will talk.",
+                "Russia will talk.",
+            ),
         ] {
             assert_eq!(clean(raw), want, "{raw}");
         }
