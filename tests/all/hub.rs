@@ -33,6 +33,8 @@ struct MockHub {
     port: u16,
     requests: Arc<AtomicUsize>,
     drop_next: Arc<AtomicBool>,
+    /// The last `Authorization` header seen.
+    auth: Arc<std::sync::Mutex<String>>,
 }
 
 impl MockHub {
@@ -41,7 +43,8 @@ impl MockHub {
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(AtomicUsize::new(0));
         let drop_next = Arc::new(AtomicBool::new(false));
-        let (r, d) = (requests.clone(), drop_next.clone());
+        let auth = Arc::new(std::sync::Mutex::new(String::new()));
+        let (r, d, a) = (requests.clone(), drop_next.clone(), auth.clone());
         listener.set_nonblocking(true).unwrap();
         std::thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(300);
@@ -52,7 +55,7 @@ impl MockHub {
                         served += 1;
                         s.set_nonblocking(false).unwrap();
                         r.fetch_add(1, Ordering::SeqCst);
-                        let _ = serve(s, &files, &d);
+                        let _ = serve(s, &files, &d, &a);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -62,6 +65,7 @@ impl MockHub {
             port,
             requests,
             drop_next,
+            auth,
         }
     }
 
@@ -78,6 +82,7 @@ fn serve(
     mut s: TcpStream,
     files: &HashMap<String, Vec<u8>>,
     drop_next: &AtomicBool,
+    auth: &std::sync::Mutex<String>,
 ) -> std::io::Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(s.try_clone()?);
@@ -90,6 +95,9 @@ fn serve(
             break;
         }
         if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("authorization") {
+                *auth.lock().unwrap() = v.trim().to_string();
+            }
             if k.eq_ignore_ascii_case("range") {
                 let spec = v.trim().trim_start_matches("bytes=");
                 let (a, b) = spec.split_once('-').unwrap_or((spec, ""));
@@ -193,8 +201,10 @@ fn hub_fetch_cache_offline_verify_and_resume() {
             ("NOTES.md", &sha256(&notes)),
         ],
     );
+    // HF_TOKEN is sent, as gated repos (Gemma) need.
     let fetch = || {
         env.cmd(&hub.endpoint())
+            .env("HF_TOKEN", "hf_test_token")
             .args(["models", "fetch", "--quiet", "tiny"])
             .output()
             .unwrap()
@@ -229,6 +239,7 @@ fn hub_fetch_cache_offline_verify_and_resume() {
     );
     assert!(repo_dir.join("blobs").join(sha256(&model)).exists());
     assert!(stdout(&o).contains(&sha256(&model)));
+    assert_eq!(*hub.auth.lock().unwrap(), "Bearer hf_test_token");
 
     // A second fetch is served from the cache: no request at all.
     let before = hub.count();
