@@ -41,10 +41,6 @@ impl<F: Fn(&str) -> usize> Chunker<F> {
         }
     }
 
-    pub fn budget(&self) -> usize {
-        self.budget
-    }
-
     /// Lazily chunks the paragraphs, in order.
     pub fn chunks<'a>(&'a self, paragraphs: &'a [Paragraph]) -> impl Iterator<Item = Chunk> + 'a {
         paragraphs
