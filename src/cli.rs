@@ -52,6 +52,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub summary: SummaryArgs,
     #[command(flatten)]
+    pub translator: TranslatorArgs,
+    #[command(flatten)]
     pub model: ModelArgs,
 }
 
@@ -63,7 +65,66 @@ pub struct TextArgs {
     #[command(flatten)]
     pub summary: SummaryArgs,
     #[command(flatten)]
+    pub translator: TranslatorArgs,
+    #[command(flatten)]
     pub model: ModelArgs,
+}
+
+/// The dedicated translation model (Marian, NLLB, MADLAD) and its decoding settings.
+#[derive(Debug, Args)]
+pub struct TranslatorArgs {
+    /// Translation model: `llm` (the --model instruction model translates), or a
+    /// translator from `tarjuma models list` (opus-mt-ur-en, nllb-200-distilled-600m,
+    /// nllb-200-distilled-1.3b, nllb-200-3.3b, madlad400-3b-mt).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "llm",
+        env = "TARJUMA_TRANSLATOR"
+    )]
+    pub translator: String,
+    /// Load the translator from this directory (laid out as its Hub repository:
+    /// config.json, weights, tokenizer files) instead of fetching it.
+    #[arg(long, value_name = "DIR", env = "TARJUMA_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// Beam width for the translator; 1 is greedy.
+    #[arg(long, value_name = "N", default_value_t = 4, env = "TARJUMA_BEAMS")]
+    pub beams: usize,
+    /// Beam-search length penalty (score / length^P); above 1 favours longer output.
+    #[arg(long, value_name = "P", default_value_t = 1.0)]
+    pub length_penalty: f32,
+    /// When beam search stops: `heuristic` (when no running beam can beat the finished
+    /// ones at its current length; transformers' default), `done` (as soon as N beams
+    /// are finished), `never` (only when none can improve even at the length limit).
+    #[arg(long, value_name = "RULE", default_value = "heuristic")]
+    pub early_stopping: String,
+    /// Never repeat an n-gram of this size in one sentence (0: off).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub no_repeat_ngram: usize,
+    /// Most output tokens per sentence, relative to its source tokens (plus 10).
+    #[arg(long, value_name = "X", default_value_t = 2.0)]
+    pub max_length_ratio: f32,
+    /// Most padded source tokens per translator batch (sentences of all articles are
+    /// sorted by length and packed up to this budget).
+    #[arg(
+        long,
+        value_name = "TOKENS",
+        default_value_t = 2048,
+        env = "TARJUMA_BATCH_TOKENS"
+    )]
+    pub batch_tokens: usize,
+    /// Most source tokens per sentence piece (longer sentences are split at commas,
+    /// then spaces; capped by the model's position limit).
+    #[arg(long, value_name = "TOKENS", default_value_t = 200)]
+    pub sentence_tokens: usize,
+    /// Quantize the translator's matrices on load: none, q8_0 (int8), q4_0, q4k, q6k.
+    #[arg(
+        long,
+        value_name = "TYPE",
+        default_value = "none",
+        env = "TARJUMA_QUANTIZE"
+    )]
+    pub quantize: String,
 }
 
 #[derive(Debug, Args)]
@@ -81,8 +142,9 @@ pub struct SummaryArgs {
 
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Model: a name from `tarjuma models list`, or a path to a .gguf file.
-    #[arg(long, short, value_name = "NAME|PATH.gguf", env = "TARJUMA_MODEL",
+    /// Instruction model for summaries (and for translation with `--translator llm`):
+    /// a name from `tarjuma models list`, or a path to a .gguf file.
+    #[arg(long, short, visible_alias = "summarizer", value_name = "NAME|PATH.gguf", env = "TARJUMA_MODEL",
           default_value = crate::models::manifest::DEFAULT_MODEL)]
     pub model: String,
     /// Prompt family for a .gguf path (chatml, gemma); guessed from the file if not given.

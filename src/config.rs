@@ -6,9 +6,13 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
+use crate::backend::seq2seq::{weights, Langs, Nmt};
 use crate::backend::{gguf, parse_device};
-use crate::cli::{CacheArgs, ModelArgs};
+use crate::cli::{CacheArgs, ModelArgs, TranslatorArgs};
+use crate::generate::seq2seq::{EarlyStopping, GenOptions, LengthLimit};
+use crate::models::manifest::ModelKind;
 use crate::models::{self, Cache, Manifest};
+use crate::pipeline::nmt::NmtTranslator;
 use crate::pipeline::translate::TranslateOptions;
 use crate::pipeline::{Lm, Sampling};
 use crate::prompt;
@@ -75,6 +79,7 @@ pub fn validate_bullets(n: usize) -> Result<usize> {
 impl ModelConfig {
     pub fn from_args(a: &ModelArgs) -> Result<Self> {
         let spec = if a.model.to_ascii_lowercase().ends_with(".gguf") || a.model.contains('/') {
+            // (a path)
             let p = PathBuf::from(&a.model);
             if !p.is_file() {
                 return Err(config_error(format!(
@@ -84,7 +89,14 @@ impl ModelConfig {
             }
             ModelSpec::File(p)
         } else {
-            ModelSpec::Builtin(Box::new(manifest(&a.model)?))
+            let m = manifest(&a.model)?;
+            if m.kind != ModelKind::Llm {
+                return Err(config_error(format!(
+                    "`{}` is a translation model; pass it as --translator {} (--model is the instruction model for summaries)",
+                    m.name, m.name
+                )));
+            }
+            ModelSpec::Builtin(Box::new(m))
         };
         if a.temperature.is_nan() || a.temperature < 0.0 {
             return Err(config_error("--temperature must be 0 (greedy) or more"));
@@ -198,9 +210,181 @@ fn guess_family(l: &gguf::Loaded) -> Option<String> {
 }
 
 /// Sets the thread pools' sizes. Must run before candle or rayon start any thread.
+///
+/// Also bounds how long candle's quantized-matmul workers spin before parking (unless
+/// `CANDLE_BARRIER_POOL_SPIN_LIMIT` is set): with its default (25 000) they compete with
+/// rayon's gemm threads for the cores, and an int8 translator decoded 10 tokens/s
+/// instead of 290 at batch 1 on 2 cores (benches/nmt.rs, opus-mt-ur-en shape).
 pub fn set_threads(n: Option<usize>) {
     if let Some(n) = n {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+    }
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "1000");
+    }
+}
+
+/// The validated `--translator` settings.
+#[derive(Debug, Clone)]
+pub struct TranslatorConfig {
+    pub manifest: Box<Manifest>,
+    pub model_dir: Option<PathBuf>,
+    pub device: String,
+    pub quantize: Option<candle_core::quantized::GgmlDType>,
+    pub beams: usize,
+    pub length_penalty: f32,
+    pub early_stopping: EarlyStopping,
+    pub no_repeat_ngram: usize,
+    pub max_length_ratio: f32,
+    pub batch_tokens: usize,
+    pub sentence_tokens: usize,
+    pub cache: Cache,
+}
+
+impl TranslatorConfig {
+    /// `None` when the instruction model translates (`--translator llm`).
+    pub fn from_args(t: &TranslatorArgs, m: &ModelArgs) -> Result<Option<Self>> {
+        if t.translator == "llm" {
+            if t.model_dir.is_some() {
+                return Err(config_error(
+                    "--model-dir needs --translator NAME (a translation model)",
+                ));
+            }
+            return Ok(None);
+        }
+        let man = manifest(&t.translator)?;
+        if man.kind != ModelKind::Translator {
+            return Err(config_error(format!(
+                "`{}` is an instruction model; use --model {} (or --translator llm)",
+                man.name, man.name
+            )));
+        }
+        if let Some(d) = &t.model_dir {
+            if !d.join("config.json").is_file() {
+                return Err(config_error(format!(
+                    "--model-dir {}: no config.json (expected a directory laid out like the Hub repository)",
+                    d.display()
+                )));
+            }
+        }
+        if !(1..=32).contains(&t.beams) {
+            return Err(config_error("--beams must be between 1 and 32"));
+        }
+        if !t.length_penalty.is_finite() {
+            return Err(config_error("--length-penalty must be a number"));
+        }
+        if !(t.max_length_ratio > 0.0 && t.max_length_ratio <= 10.0) {
+            return Err(config_error("--max-length-ratio must be in (0, 10]"));
+        }
+        if t.batch_tokens < 16 {
+            return Err(config_error("--batch-tokens must be at least 16"));
+        }
+        if t.sentence_tokens < 8 {
+            return Err(config_error("--sentence-tokens must be at least 8"));
+        }
+        let quantize =
+            weights::parse_quant(&t.quantize).map_err(|e| config_error(e.to_string()))?;
+        let early_stopping = match t.early_stopping.as_str() {
+            "heuristic" | "false" => EarlyStopping::Heuristic,
+            "done" | "true" => EarlyStopping::Done,
+            "never" => EarlyStopping::Never,
+            other => {
+                return Err(config_error(format!(
+                    "--early-stopping must be heuristic, done or never, not `{other}`"
+                )))
+            }
+        };
+        parse_device(&m.device).map_err(|e| config_error(e.to_string()))?;
+        Ok(Some(Self {
+            manifest: Box::new(man),
+            model_dir: t.model_dir.clone(),
+            device: m.device.clone(),
+            quantize,
+            beams: t.beams,
+            length_penalty: t.length_penalty,
+            early_stopping,
+            no_repeat_ngram: t.no_repeat_ngram,
+            max_length_ratio: t.max_length_ratio,
+            batch_tokens: t.batch_tokens,
+            sentence_tokens: t.sentence_tokens,
+            cache: cache(&m.cache, m.quiet),
+        }))
+    }
+
+    /// Fetches (unless --model-dir) and loads the translator. Failures are
+    /// configuration errors.
+    pub fn load(&self) -> Result<NmtTranslator> {
+        let m = &self.manifest;
+        let device = parse_device(&self.device).map_err(|e| config_error(e.to_string()))?;
+        let (dir, sha256) = match &self.model_dir {
+            Some(d) => {
+                let files =
+                    weights::find_weight_files(d).map_err(|e| config_error(format!("{e:#}")))?;
+                let mut digests = Vec::new();
+                for f in &files {
+                    digests.push(
+                        models::source::sha256_file(f)
+                            .map_err(|e| config_error(format!("{e:#}")))?,
+                    );
+                }
+                let sha = if digests.len() == 1 {
+                    digests.remove(0)
+                } else {
+                    use sha2::Digest;
+                    format!("{:x}", sha2::Sha256::digest(digests.join("\n").as_bytes()))
+                };
+                (d.clone(), sha)
+            }
+            None => {
+                let files = self
+                    .cache
+                    .ensure(m)
+                    .map_err(|e| config_error(format!("cannot get model `{}`: {e:#}", m.name)))?;
+                let f = files.into_iter().next().expect("a manifest has files");
+                let dir = f
+                    .path
+                    .parent()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("."));
+                (dir, f.sha256)
+            }
+        };
+        let nmt = Nmt::load(&dir, &device, self.quantize, &Langs::default())
+            .map_err(|e| config_error(format!("translator `{}`: {e:#}", m.name)))?;
+        let cfg = &nmt.model.cfg;
+        if cfg.arch.name() != m.architecture {
+            return Err(config_error(format!(
+                "{}: holds a {} model, but `{}` is {}",
+                dir.display(),
+                cfg.arch.name(),
+                m.name,
+                m.architecture
+            )));
+        }
+        let gen = GenOptions {
+            beams: self.beams,
+            max_new: LengthLimit {
+                ratio: self.max_length_ratio,
+                extra: 10,
+                cap: cfg.max_positions.saturating_sub(1),
+            },
+            length_penalty: self.length_penalty,
+            early_stopping: self.early_stopping,
+            no_repeat_ngram: self.no_repeat_ngram,
+            ..GenOptions::for_model(cfg)
+        };
+        let quant = self
+            .quantize
+            .map(|q| format!("+{q:?}").to_ascii_lowercase())
+            .unwrap_or_default();
+        Ok(NmtTranslator {
+            nmt,
+            name: format!("{}{quant}", m.name),
+            sha256,
+            gen,
+            batch_tokens: self.batch_tokens,
+            segment_tokens: self.sentence_tokens,
+        })
     }
 }

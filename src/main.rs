@@ -7,11 +7,10 @@ use anyhow::Result;
 use clap::Parser;
 
 use tarjuma::cli::{Cli, Command, ModelsCommand, TextArgs};
-use tarjuma::config::{self, config_error, ConfigError, ModelConfig};
+use tarjuma::config::{self, config_error, ConfigError, ModelConfig, TranslatorConfig};
 use tarjuma::io::read::read_file;
 use tarjuma::models;
-use tarjuma::pipeline::job::{prepare, run_batch, summary_input, BatchConfig};
-use tarjuma::pipeline::Lm;
+use tarjuma::pipeline::job::{prepare, run_batch, summary_input, BatchConfig, Engines};
 use tarjuma::text::script::arabic_letter_ratio;
 use tarjuma::text::{Kind, Paragraph};
 
@@ -86,9 +85,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(a) => {
             let max_bullets = config::validate_bullets(a.summary.max_bullets)?;
             let mc = ModelConfig::from_args(&a.model)?;
-            // Check inputs before loading (and maybe fetching) the model.
+            let tc = TranslatorConfig::from_args(&a.translator, &a.model)?;
+            // Check inputs before loading (and maybe fetching) the models.
             tarjuma::io::read::articles(&a.inputs).map_err(|e| config_error(e.to_string()))?;
-            let mut lm = mc.load()?;
+            let nmt = tc.map(|t| t.load()).transpose()?;
+            let mut engines = Engines {
+                lm: Some(mc.load()?),
+                nmt,
+            };
             let cfg = BatchConfig {
                 inputs: a.inputs,
                 out: a.out.clone(),
@@ -97,7 +101,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 translate: mc.translate.clone(),
                 progress: mc.progress,
             };
-            let o = run_batch(&mut lm, &cfg)?;
+            let o = run_batch(&mut engines, &cfg)?;
             if !a.model.quiet {
                 eprintln!(
                     "tarjuma: {} ok, {} failed, {} already done; results in {}",
@@ -135,23 +139,32 @@ fn read_input(input: &str) -> Result<String> {
 }
 
 /// What `translate` and `summarize` start from: the config, the text, its paragraphs
-/// and the loaded model (loaded last, so input errors come first).
-fn open_text(a: &TextArgs) -> Result<(ModelConfig, String, Vec<Paragraph>, Lm)> {
+/// and the loaded models (loaded last, so input errors come first).
+fn open_text(
+    a: &TextArgs,
+    need_lm: bool,
+) -> Result<(ModelConfig, String, Vec<Paragraph>, Engines)> {
     let mc = ModelConfig::from_args(&a.model)?;
+    let tc = TranslatorConfig::from_args(&a.translator, &a.model)?;
     let text = read_input(&a.input)?;
     let paras = prepare(&text);
     if paras.is_empty() {
         anyhow::bail!("{}: the text is empty", a.input);
     }
-    let lm = mc.load()?;
-    Ok((mc, text, paras, lm))
+    let lm = if need_lm || tc.is_none() {
+        Some(mc.load()?)
+    } else {
+        None
+    };
+    let nmt = tc.map(|t| t.load()).transpose()?;
+    Ok((mc, text, paras, Engines { lm, nmt }))
 }
 
 fn translate(a: TextArgs) -> Result<ExitCode> {
-    let (mc, _, paras, mut lm) = open_text(&a)?;
+    let (mc, _, paras, mut engines) = open_text(&a, false)?;
     let stdout = std::io::stdout();
     let mut io_err: Option<std::io::Error> = None;
-    let (outs, _) = lm.translate_paragraphs(&paras, &mc.translate, &mut |c| {
+    let (outs, _) = engines.translate(&paras, &mc.translate, &mut |c| {
         if io_err.is_some() {
             return;
         }
@@ -178,15 +191,17 @@ fn translate(a: TextArgs) -> Result<ExitCode> {
 
 fn summarize(a: TextArgs) -> Result<ExitCode> {
     let max_bullets = config::validate_bullets(a.summary.max_bullets)?;
-    let (mc, text, paras, mut lm) = open_text(&a)?;
+    let (mc, text, paras, mut engines) = open_text(&a, true)?;
     let (body, reserve) = if arabic_letter_ratio(&text) > 0.3 {
-        let (outs, _) = lm.translate_paragraphs(&paras, &mc.translate, &mut |_| {})?;
+        let (outs, _) = engines.translate(&paras, &mc.translate, &mut |_| {})?;
         summary_input(&outs)
     } else {
         let body = paras.iter().filter(|p| p.kind == Kind::Body);
         (body.map(|p| p.text.clone()).collect(), Vec::new())
     };
-    let (s, _) = lm.summarize(&body, &reserve, &text, max_bullets)?;
+    let (s, _) = engines
+        .lm()?
+        .summarize(&body, &reserve, &text, max_bullets)?;
     let mut out = std::io::stdout().lock();
     for b in &s.bullets {
         writeln!(out, "- {b}")?;

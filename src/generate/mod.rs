@@ -6,6 +6,8 @@
 //! ARCHITECTURE.md); [`loop_tail`] detects a period-p cycle at the tail of the output
 //! and cuts it back to one copy instead of burning the whole token budget.
 
+pub mod seq2seq;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 

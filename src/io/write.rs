@@ -23,7 +23,7 @@ pub enum Status {
     Error,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ModelInfo {
     pub name: String,
     pub sha256: String,
@@ -69,7 +69,11 @@ pub struct Record {
     pub summary: Vec<String>,
     #[serde(default)]
     pub summary_warnings: Vec<Warning>,
+    /// The instruction model (summaries; translation too when `translator` is absent).
     pub model: ModelInfo,
+    /// The dedicated translation model, when one translated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translator: Option<ModelInfo>,
     pub timings: Timings,
 }
 
@@ -154,9 +158,13 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
 /// The Markdown page of one article: the translation, then the bullets.
 pub fn markdown(r: &Record) -> String {
     let mut s = format!("# {}\n\n", r.id);
+    let models = match &r.translator {
+        Some(t) => format!("translator: {} · summarizer: {}", t.name, r.model.name),
+        None => format!("model: {}", r.model.name),
+    };
     s.push_str(&format!(
-        "Source: `{}` · model: {}\n\n## Translation\n\n",
-        r.source, r.model.name
+        "Source: `{}` · {models}\n\n## Translation\n\n",
+        r.source
     ));
     for p in &r.paragraphs {
         match p.kind {

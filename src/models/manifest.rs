@@ -15,9 +15,15 @@ use serde::Deserialize;
 pub struct Manifest {
     pub name: String,
     pub description: String,
-    /// GGUF `general.architecture` (qwen2, llama, gemma3).
+    /// What the model is for: an instruction LLM (translation and summaries) or a
+    /// dedicated translation model.
+    #[serde(default)]
+    pub kind: ModelKind,
+    /// GGUF `general.architecture` (qwen2, llama, gemma3) for LLMs; `marian`, `m2m100`
+    /// or `t5` for translators.
     pub architecture: String,
-    /// Prompt template family in `prompts/` (chatml, gemma).
+    /// Prompt template family in `prompts/` (chatml, gemma); LLMs only.
+    #[serde(default)]
     pub prompt_family: String,
     pub context_length: usize,
     pub license: String,
@@ -26,6 +32,16 @@ pub struct Manifest {
     pub source: Source,
     /// The files of the model; the first is the one that is loaded.
     pub files: Vec<FileSpec>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// A GGUF instruction model (one file).
+    #[default]
+    Llm,
+    /// An encoder-decoder translation model laid out as on the Hugging Face Hub.
+    Translator,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +88,17 @@ impl Manifest {
         if m.files.is_empty() {
             bail!("{origin}: a manifest needs at least one [[files]] entry");
         }
+        match m.kind {
+            ModelKind::Llm if m.prompt_family.is_empty() => {
+                bail!("{origin}: an llm manifest needs a prompt_family")
+            }
+            ModelKind::Translator
+                if !["marian", "m2m100", "t5"].contains(&m.architecture.as_str()) =>
+            {
+                bail!("{origin}: a translator's architecture is marian, m2m100 or t5")
+            }
+            _ => {}
+        }
         if let Source::Pip { .. } = m.source {
             if m.files.len() != 1 {
                 bail!("{origin}: a pip source assembles exactly one file");
@@ -110,6 +137,26 @@ const BUILTIN: &[(&str, &str)] = &[
     (
         "gemma-3-270m",
         include_str!("../../models/gemma-3-270m.toml"),
+    ),
+    (
+        "opus-mt-ur-en",
+        include_str!("../../models/opus-mt-ur-en.toml"),
+    ),
+    (
+        "nllb-200-distilled-600m",
+        include_str!("../../models/nllb-200-distilled-600m.toml"),
+    ),
+    (
+        "nllb-200-distilled-1.3b",
+        include_str!("../../models/nllb-200-distilled-1.3b.toml"),
+    ),
+    (
+        "nllb-200-3.3b",
+        include_str!("../../models/nllb-200-3.3b.toml"),
+    ),
+    (
+        "madlad400-3b-mt",
+        include_str!("../../models/madlad400-3b-mt.toml"),
     ),
 ];
 
@@ -164,9 +211,24 @@ mod tests {
         assert_eq!(all.len(), BUILTIN.len());
         for (m, (name, _)) in all.iter().zip(BUILTIN) {
             assert_eq!(&m.name, name);
-            assert!(["qwen2", "llama", "gemma3"].contains(&m.architecture.as_str()));
-            assert!(["chatml", "gemma"].contains(&m.prompt_family.as_str()));
-            assert_eq!(m.main_file().sha256.len(), 64, "{name} is pinned");
+            match m.kind {
+                ModelKind::Llm => {
+                    assert!(["qwen2", "llama", "gemma3"].contains(&m.architecture.as_str()));
+                    assert!(["chatml", "gemma"].contains(&m.prompt_family.as_str()));
+                }
+                ModelKind::Translator => {
+                    assert!(m.prompt_family.is_empty());
+                    let Source::Hub { revision, .. } = &m.source else {
+                        panic!("{name}: translators come from the hub");
+                    };
+                    assert_eq!(revision.len(), 40, "{name}: pinned to a commit");
+                    let names: Vec<&str> = m.files.iter().map(|f| f.name.as_str()).collect();
+                    assert!(names.contains(&"config.json"), "{name}");
+                }
+            }
+            if m.kind == ModelKind::Llm {
+                assert_eq!(m.main_file().sha256.len(), 64, "{name} is pinned");
+            }
             match &m.source {
                 Source::Pip { packages, member } => {
                     assert!(!packages.is_empty() && packages.iter().all(|p| p.contains("==")));

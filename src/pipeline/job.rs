@@ -7,9 +7,10 @@ use std::time::Instant;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::nmt::NmtTranslator;
 use super::summarize::SummaryOut;
 use super::translate::{ChunkDone, ParagraphOut, TranslateOptions};
-use super::Lm;
+use super::{Lm, Usage};
 use crate::io::read::{articles, Article};
 use crate::io::write::{markdown, write_atomic, ModelInfo, Record, ResultsFile, Status, Timings};
 use crate::text::{normalize, paragraphs, tag_paragraphs, Kind, Paragraph};
@@ -50,21 +51,68 @@ pub struct Processed {
     pub timings: Timings,
 }
 
-/// Translates and summarises one article. `Err` is for failures of this article only.
-pub fn process(
+/// The models of a run: the instruction model (summaries, and translation unless a
+/// dedicated translator is loaded) and the optional translator.
+pub struct Engines {
+    /// Absent only when nothing needs it (`translate` with a translator).
+    pub lm: Option<Lm>,
+    pub nmt: Option<NmtTranslator>,
+}
+
+impl Engines {
+    /// The instruction model.
+    pub fn lm(&mut self) -> Result<&mut Lm> {
+        self.lm
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("no instruction model was loaded"))
+    }
+
+    /// The translator as recorded in results.jsonl (`None`: the instruction model).
+    pub fn translator_info(&self) -> Option<ModelInfo> {
+        self.nmt.as_ref().map(|t| ModelInfo {
+            name: t.name.clone(),
+            sha256: t.sha256.clone(),
+        })
+    }
+
+    /// Translates one text's paragraphs, reporting each piece as it is done. The
+    /// translator works through windows of paragraphs, so output streams.
+    pub fn translate(
+        &mut self,
+        paras: &[Paragraph],
+        topts: &TranslateOptions,
+        on_chunk: &mut dyn FnMut(ChunkDone),
+    ) -> Result<(Vec<ParagraphOut>, Usage)> {
+        let Some(nmt) = &self.nmt else {
+            return self.lm()?.translate_paragraphs(paras, topts, on_chunk);
+        };
+        let mut outs = Vec::with_capacity(paras.len());
+        let mut usage = Usage::default();
+        for window in paras.chunks(16) {
+            let r = nmt.translate_docs(&[window])?.remove(0)?;
+            usage += r.usage;
+            for p in r.paragraphs {
+                on_chunk(ChunkDone {
+                    paragraph: outs.len(),
+                    last_in_paragraph: true,
+                    translation: &p.translation,
+                });
+                outs.push(p);
+            }
+        }
+        Ok((outs, usage))
+    }
+}
+
+/// Summarises a translated article and assembles the result.
+fn finish(
     lm: &mut Lm,
-    raw: &str,
+    paras: &[Paragraph],
+    outs: Vec<ParagraphOut>,
+    mut usage: Usage,
+    translate_seconds: f64,
     max_bullets: usize,
-    topts: &TranslateOptions,
-    on_chunk: &mut dyn FnMut(ChunkDone),
 ) -> Result<Processed> {
-    let paras = prepare(raw);
-    anyhow::ensure!(
-        !paras.is_empty(),
-        "the article is empty (no text after normalization)"
-    );
-    let t0 = Instant::now();
-    let (outs, mut usage) = lm.translate_paragraphs(&paras, topts, on_chunk)?;
     let t1 = Instant::now();
     let (body, reserve) = summary_input(&outs);
     let source: String = paras
@@ -74,18 +122,42 @@ pub fn process(
         .join("\n");
     let (summary, u) = lm.summarize(&body, &reserve, &source, max_bullets)?;
     usage += u;
-    let t2 = Instant::now();
+    let summarize_seconds = t1.elapsed().as_secs_f64();
     Ok(Processed {
         paragraphs: outs,
         summary,
         timings: Timings {
-            seconds: (t2 - t0).as_secs_f64(),
-            translate_seconds: (t1 - t0).as_secs_f64(),
-            summarize_seconds: (t2 - t1).as_secs_f64(),
+            seconds: translate_seconds + summarize_seconds,
+            translate_seconds,
+            summarize_seconds,
             tokens_in: usage.tokens_in,
             tokens_out: usage.tokens_out,
         },
     })
+}
+
+fn non_empty(raw: &str) -> Result<Vec<Paragraph>> {
+    let paras = prepare(raw);
+    anyhow::ensure!(
+        !paras.is_empty(),
+        "the article is empty (no text after normalization)"
+    );
+    Ok(paras)
+}
+
+/// Translates and summarises one article. `Err` is for failures of this article only.
+pub fn process(
+    engines: &mut Engines,
+    raw: &str,
+    max_bullets: usize,
+    topts: &TranslateOptions,
+    on_chunk: &mut dyn FnMut(ChunkDone),
+) -> Result<Processed> {
+    let paras = non_empty(raw)?;
+    let t0 = Instant::now();
+    let (outs, usage) = engines.translate(&paras, topts, on_chunk)?;
+    let secs = t0.elapsed().as_secs_f64();
+    finish(engines.lm()?, &paras, outs, usage, secs, max_bullets)
 }
 
 pub struct BatchConfig {
@@ -104,9 +176,16 @@ pub struct BatchOutcome {
     pub skipped: usize,
 }
 
+/// An article's paragraphs, their translations, usage and share of the group's time.
+type Pretranslated = (Vec<Paragraph>, Vec<ParagraphOut>, Usage, f64);
+
+/// Articles translated together by a dedicated translator (their sentences share
+/// batches). A crash loses at most one group's work.
+const NMT_GROUP: usize = 16;
+
 /// Runs a batch. Per-article failures are recorded and counted, never fatal; an `Err`
 /// means the output itself could not be written.
-pub fn run_batch(lm: &mut Lm, cfg: &BatchConfig) -> Result<BatchOutcome> {
+pub fn run_batch(engines: &mut Engines, cfg: &BatchConfig) -> Result<BatchOutcome> {
     let list: Vec<Article> = articles(&cfg.inputs)
         .map_err(|e| crate::config::config_error(e.to_string()))?
         .collect();
@@ -128,70 +207,135 @@ pub fn run_batch(lm: &mut Lm, cfg: &BatchConfig) -> Result<BatchOutcome> {
     } else {
         ProgressBar::hidden()
     };
+    let lm = engines.lm()?;
+    let model = ModelInfo {
+        name: lm.name.clone(),
+        sha256: lm.sha256.clone(),
+    };
+    let translator = engines.translator_info();
     let mut outcome = BatchOutcome::default();
+    let mut todo: Vec<Article> = Vec::new();
     for a in list {
-        bar.set_message(a.id.clone());
-        if let Some(prev) = done.get(&a.id) {
-            if prev.status == Status::Ok
-                && prev.model.sha256 == lm.sha256
+        let up_to_date = done.get(&a.id).is_some_and(|prev| {
+            prev.status == Status::Ok
+                && prev.model.sha256 == model.sha256
+                && prev.translator.as_ref().map(|t| &t.sha256)
+                    == translator.as_ref().map(|t| &t.sha256)
                 && prev.source == a.source
-            {
-                outcome.skipped += 1;
-                bar.inc(1);
-                continue;
+        });
+        if up_to_date {
+            outcome.skipped += 1;
+            bar.inc(1);
+        } else {
+            todo.push(a);
+        }
+    }
+    let group = if engines.nmt.is_some() { NMT_GROUP } else { 1 };
+    for chunk in todo.chunks(group) {
+        // Dedicated translator: all articles of the group in shared batches first.
+        let mut pre: Vec<Option<Result<Pretranslated>>> = chunk.iter().map(|_| None).collect();
+        if let Some(nmt) = &engines.nmt {
+            let paras: Vec<Result<Vec<Paragraph>>> = chunk
+                .iter()
+                .map(|a| match &a.text {
+                    Err(e) => Err(anyhow::anyhow!("{e}")),
+                    Ok(t) => non_empty(t),
+                })
+                .collect();
+            let ok: Vec<usize> = (0..chunk.len()).filter(|&i| paras[i].is_ok()).collect();
+            let refs: Vec<&[Paragraph]> = ok
+                .iter()
+                .map(|&i| paras[i].as_ref().map(Vec::as_slice).unwrap_or(&[]))
+                .collect();
+            bar.set_message(format!("translating {} articles", refs.len()));
+            let t0 = Instant::now();
+            let translated = nmt.translate_docs(&refs);
+            let secs = t0.elapsed().as_secs_f64();
+            let total_in: usize = match &translated {
+                Ok(v) => v.iter().flatten().map(|d| d.usage.tokens_in).sum(),
+                Err(_) => 0,
+            };
+            match translated {
+                Ok(v) => {
+                    for (&i, r) in ok.iter().zip(v) {
+                        pre[i] = Some(r.map(|d| {
+                            // The group's time, shared by source tokens.
+                            let share = d.usage.tokens_in as f64 / total_in.max(1) as f64;
+                            let p = paras[i].as_ref().map(Clone::clone).unwrap_or_default();
+                            (p, d.paragraphs, d.usage, secs * share)
+                        }));
+                    }
+                }
+                Err(e) => {
+                    for &i in &ok {
+                        pre[i] = Some(Err(anyhow::anyhow!("translator failed: {e:#}")));
+                    }
+                }
+            }
+            for (i, p) in paras.into_iter().enumerate() {
+                if let Err(e) = p {
+                    pre[i] = Some(Err(e));
+                }
             }
         }
-        let model = ModelInfo {
-            name: lm.name.clone(),
-            sha256: lm.sha256.clone(),
-        };
-        let result = match &a.text {
-            Err(e) => Err(anyhow::anyhow!("{e}")),
-            Ok(text) => process(lm, text, cfg.max_bullets, &cfg.translate, &mut |_| {}),
-        };
-        let record = match result {
-            Ok(p) => Record {
-                id: a.id.clone(),
-                source: a.source.clone(),
-                status: Status::Ok,
-                error: None,
-                paragraphs: p.paragraphs.into_iter().map(Into::into).collect(),
-                summary: p.summary.bullets,
-                summary_warnings: p.summary.warnings,
-                model,
-                timings: p.timings,
-            },
-            Err(e) => Record {
-                id: a.id.clone(),
-                source: a.source.clone(),
-                status: Status::Error,
-                error: Some(format!("{e:#}")),
-                paragraphs: vec![],
-                summary: vec![],
-                summary_warnings: vec![],
-                model,
-                timings: Timings::default(),
-            },
-        };
-        if record.status == Status::Ok {
-            write_atomic(
-                &cfg.out.join(format!("{}.md", record.id)),
-                &markdown(&record),
-            )?;
-            outcome.ok += 1;
-        } else {
-            bar.suspend(|| {
-                eprintln!(
-                    "tarjuma: article `{}` ({}) failed: {}",
-                    record.id,
-                    record.source,
-                    record.error.as_deref().unwrap_or("")
-                )
-            });
-            outcome.failed += 1;
+        for (a, pre) in chunk.iter().zip(pre) {
+            bar.set_message(a.id.clone());
+            let result = match (pre, &a.text) {
+                (Some(Ok((paras, outs, usage, secs))), _) => engines
+                    .lm()
+                    .and_then(|lm| finish(lm, &paras, outs, usage, secs, cfg.max_bullets)),
+                (Some(Err(e)), _) => Err(e),
+                (None, Err(e)) => Err(anyhow::anyhow!("{e}")),
+                (None, Ok(text)) => {
+                    process(engines, text, cfg.max_bullets, &cfg.translate, &mut |_| {})
+                }
+            };
+            let record = match result {
+                Ok(p) => Record {
+                    id: a.id.clone(),
+                    source: a.source.clone(),
+                    status: Status::Ok,
+                    error: None,
+                    paragraphs: p.paragraphs.into_iter().map(Into::into).collect(),
+                    summary: p.summary.bullets,
+                    summary_warnings: p.summary.warnings,
+                    model: model.clone(),
+                    translator: translator.clone(),
+                    timings: p.timings,
+                },
+                Err(e) => Record {
+                    id: a.id.clone(),
+                    source: a.source.clone(),
+                    status: Status::Error,
+                    error: Some(format!("{e:#}")),
+                    paragraphs: vec![],
+                    summary: vec![],
+                    summary_warnings: vec![],
+                    model: model.clone(),
+                    translator: translator.clone(),
+                    timings: Timings::default(),
+                },
+            };
+            if record.status == Status::Ok {
+                write_atomic(
+                    &cfg.out.join(format!("{}.md", record.id)),
+                    &markdown(&record),
+                )?;
+                outcome.ok += 1;
+            } else {
+                bar.suspend(|| {
+                    eprintln!(
+                        "tarjuma: article `{}` ({}) failed: {}",
+                        record.id,
+                        record.source,
+                        record.error.as_deref().unwrap_or("")
+                    )
+                });
+                outcome.failed += 1;
+            }
+            results.append(&record)?;
+            bar.inc(1);
         }
-        results.append(&record)?;
-        bar.inc(1);
     }
     bar.finish_and_clear();
     results.compact()?;

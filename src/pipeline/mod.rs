@@ -2,6 +2,7 @@
 
 pub mod guards;
 pub mod job;
+pub mod nmt;
 pub mod summarize;
 pub mod translate;
 

@@ -209,7 +209,7 @@ struct Attempt {
 }
 
 /// Replaces each run of Arabic-script letters with its romanization.
-fn romanize_arabic_runs(s: &str) -> String {
+pub fn romanize_arabic_runs(s: &str) -> String {
     let mut out = String::new();
     let mut run = String::new();
     for c in s.chars() {

@@ -4,6 +4,7 @@ mod cli;
 mod fixtures;
 mod hub;
 mod real_model;
+mod seq2seq;
 mod text_stages;
 mod tokenizer_parity;
 mod util;

@@ -1,0 +1,197 @@
+//! Translator decode throughput, the same work as `../shared/bench/seq2seq_bench.py`:
+//! N random source sequences of SRC_LEN tokens (ending in </s>; NLLB's start with the
+//! source language code), greedy, output forced to exactly TGT_LEN new tokens, batches
+//! of BATCH; reports generated target tokens per second (encoder included) per
+//! repetition, and the CPU other processes burnt meanwhile. Not a test: run it through
+//! `scripts/bench-nmt.sh`, which runs the peers side by side.
+//!
+//! cargo bench --bench nmt -- --model DIR [--kind marian|nllb] [--quantize q8_0]
+//!     [--batch 16] [--threads 2] [--src-len 40] [--tgt-len 40] [--n 64] [--reps 3]
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use tarjuma::backend::seq2seq::weights::{find_weight_files, parse_quant, Weights};
+use tarjuma::backend::seq2seq::{Config, Model};
+use tarjuma::generate::seq2seq::{generate, GenOptions, LengthLimit};
+
+struct Args {
+    model: String,
+    kind: String,
+    quantize: String,
+    batch: usize,
+    threads: usize,
+    src_len: usize,
+    tgt_len: usize,
+    n: usize,
+    reps: usize,
+    label: String,
+}
+
+fn parse() -> Result<Args> {
+    let mut a = Args {
+        model: String::new(),
+        kind: "auto".into(),
+        quantize: "none".into(),
+        batch: 16,
+        threads: 2,
+        src_len: 40,
+        tgt_len: 40,
+        n: 64,
+        reps: 3,
+        label: String::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        if k == "--bench" {
+            continue;
+        }
+        let mut v = || it.next().with_context(|| format!("{k} needs a value"));
+        match k.as_str() {
+            "--model" => a.model = v()?,
+            "--kind" => a.kind = v()?,
+            "--quantize" => a.quantize = v()?,
+            "--batch" => a.batch = v()?.parse()?,
+            "--threads" => a.threads = v()?.parse()?,
+            "--src-len" => a.src_len = v()?.parse()?,
+            "--tgt-len" => a.tgt_len = v()?.parse()?,
+            "--n" => a.n = v()?.parse()?,
+            "--reps" => a.reps = v()?.parse()?,
+            "--label" => a.label = v()?,
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    if a.model.is_empty() {
+        bail!("--model DIR is required");
+    }
+    if a.kind == "auto" {
+        a.kind = if a.model.to_lowercase().contains("nllb") {
+            "nllb".into()
+        } else {
+            "marian".into()
+        };
+    }
+    Ok(a)
+}
+
+fn proc_stat_busy() -> f64 {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<f64> = s
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() < 8 {
+        return 0.0;
+    }
+    // user nice system irq softirq steal, in clock ticks (100 Hz on Linux).
+    (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / 100.0
+}
+
+fn own_cpu() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = s.rsplit(')').next().unwrap_or("");
+    // utime and stime are fields 14 and 15; after the ')' (state is field 3) they are
+    // the 12th and 13th tokens.
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    let sd = if v.len() > 1 {
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+    } else {
+        0.0
+    };
+    (m, sd)
+}
+
+fn main() -> Result<()> {
+    let a = parse()?;
+    tarjuma::config::set_threads(Some(a.threads));
+    let dir = std::path::Path::new(&a.model);
+    let cfg = Config::from_dir(dir)?;
+    let quant = parse_quant(&a.quantize)?;
+    let w = Weights::open(&find_weight_files(dir)?, &Device::Cpu, quant)?;
+    let model = Model::load(&w, cfg.clone())?;
+    let v = cfg.vocab_size as u64;
+    // A fixed LCG: the ids differ from the Python script's, the work does not.
+    let mut state = 0x2545F4914F6CDD1Du64;
+    let mut rand = |lo: u64, hi: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        lo + (state >> 33) % (hi - lo + 1)
+    };
+    let srcs: Vec<Vec<u32>> = (0..a.n)
+        .map(|_| {
+            if a.kind == "nllb" {
+                let mut s = vec![(v - 3) as u32];
+                s.extend((0..a.src_len - 2).map(|_| rand(4, v - 4) as u32));
+                s.push(2);
+                s
+            } else {
+                let mut s: Vec<u32> = (0..a.src_len - 1).map(|_| rand(2, v - 2) as u32).collect();
+                s.push(cfg.eos);
+                s
+            }
+        })
+        .collect();
+    let gen = GenOptions {
+        max_new: LengthLimit::fixed(a.tgt_len),
+        min_new: a.tgt_len,
+        ..GenOptions::for_model(&cfg)
+    };
+    let batches: Vec<&[Vec<u32>]> = srcs.chunks(a.batch).collect();
+    let run = |bs: &[&[Vec<u32>]], per_batch: &mut Vec<f64>| -> Result<(usize, Vec<usize>)> {
+        let mut n_new = 0;
+        let mut lens = Vec::new();
+        for b in bs {
+            let t = Instant::now();
+            let out = generate(&model, b, &gen)?;
+            let nb: usize = out.iter().map(Vec::len).sum();
+            n_new += nb;
+            lens.extend(out.iter().map(Vec::len));
+            per_batch.push(nb as f64 / t.elapsed().as_secs_f64());
+        }
+        lens.sort();
+        lens.dedup();
+        Ok((n_new, lens))
+    };
+    run(&batches[..1], &mut Vec::new())?;
+    let (mut reps, mut contention, mut per_batch, mut lens_seen) = (vec![], vec![], vec![], vec![]);
+    let mut n_new = 0;
+    for _ in 0..a.reps {
+        let (m0, c0, t0) = (proc_stat_busy(), own_cpu(), Instant::now());
+        let (n, lens) = run(&batches, &mut per_batch)?;
+        let dt = t0.elapsed().as_secs_f64();
+        let (m1, c1) = (proc_stat_busy(), own_cpu());
+        n_new = n;
+        lens_seen.extend(lens);
+        reps.push(n as f64 / dt);
+        contention.push((((m1 - m0) - (c1 - c0)) / dt * 1000.0).round() / 1000.0);
+    }
+    lens_seen.sort();
+    lens_seen.dedup();
+    let (m, sd) = mean_sd(&reps);
+    let (pm, psd) = mean_sd(&per_batch);
+    let r2 = |x: f64| (x * 100.0).round() / 100.0;
+    let rec = serde_json::json!({
+        "label": a.label, "engine": "tarjuma", "model": a.model, "kind": a.kind,
+        "compute_type": if quant.is_some() { a.quantize.clone() } else { "float32".into() },
+        "n": a.n, "src_len": a.src_len, "tgt_len": a.tgt_len, "batch": a.batch,
+        "threads": a.threads, "new_tokens_per_rep": n_new, "output_lengths": lens_seen,
+        "tok_s_reps": reps.iter().map(|&x| r2(x)).collect::<Vec<_>>(),
+        "tok_s_mean": r2(m), "tok_s_stdev": r2(sd),
+        "per_batch_tok_s_mean": r2(pm), "per_batch_tok_s_stdev": r2(psd),
+        "n_batches_timed": per_batch.len(), "foreign_busy_cores": contention,
+    });
+    println!("{rec}");
+    Ok(())
+}

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Markdown table from the JSON lines of scripts/bench-nmt.sh (seq2seq_bench.py and
+benches/nmt.rs print the same record). Lines with the same model, batch, engine and
+compute type (several rounds) are pooled: their per-repetition tok/s are averaged.
+
+Usage: bench-nmt-table.py RESULTS.jsonl [--label-prefix PREFIX]
+"""
+import argparse
+import json
+import statistics
+import sys
+
+SHAPES = {"marian": "opus-mt-ur-en (Marian)", "nllb": "NLLB-200-distilled-600M"}
+ORDER = ["transformers fp32", "CT2 fp32", "CT2 int8", "tarjuma f32", "tarjuma q8_0"]
+
+
+def engine_name(r):
+    e, ct = r.get("engine"), str(r.get("compute_type", ""))
+    if e == "hf":
+        return "transformers fp32"
+    if e == "ct2":
+        return "CT2 " + ("fp32" if ct in ("float32", "default") else ct)
+    if e == "tarjuma":
+        return "tarjuma " + ("f32" if ct == "float32" else ct)
+    return f"{e} {ct}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("results")
+    ap.add_argument("--label-prefix", default="")
+    a = ap.parse_args()
+
+    groups = {}  # (kind, batch) -> engine -> {"reps": [...], "busy": [...], "n": set()}
+    with open(a.results) as f:
+        for line in f:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            r = json.loads(line)
+            if not str(r.get("label", "")).startswith(a.label_prefix):
+                continue
+            g = groups.setdefault((r.get("kind", "?"), int(r["batch"])), {})
+            e = g.setdefault(engine_name(r), {"reps": [], "busy": [], "n": set(), "lens": set()})
+            e["reps"] += [float(x) for x in r.get("tok_s_reps", [r["tok_s_mean"]])]
+            e["busy"] += [float(x) for x in r.get("foreign_busy_cores", [])]
+            e["n"].add(r.get("n"))
+            e["lens"].update(r.get("output_lengths", []))
+    if not groups:
+        print(f"no results in {a.results} (label prefix {a.label_prefix!r})", file=sys.stderr)
+        return 1
+
+    def mean(e):
+        return statistics.mean(e["reps"])
+
+    def ratio(e, ref):
+        return f"{mean(e) / mean(ref):.2f}" if ref else "–"
+
+    print("| model shape | batch | engine/compute type | tok/s mean ± sd | ratio vs CT2 fp32 "
+          "| ratio vs CT2 int8 | foreign_busy_cores max |")
+    print("|---|---|---|---|---|---|---|")
+    kinds = sorted({k for k, _ in groups},
+                   key=lambda k: (list(SHAPES).index(k) if k in SHAPES else len(SHAPES), k))
+    summary = []
+    notes = []
+    for kind in kinds:
+        for batch in sorted((b for k, b in groups if k == kind), reverse=True):
+            g = groups[(kind, batch)]
+            fp32, int8 = g.get("CT2 fp32"), g.get("CT2 int8")
+            names = [n for n in ORDER if n in g] + sorted(n for n in g if n not in ORDER)
+            for name in names:
+                e = g[name]
+                sd = statistics.stdev(e["reps"]) if len(e["reps"]) > 1 else 0.0
+                busy = f"{max(e['busy']):.3f}" if e["busy"] else "–"
+                print(f"| {SHAPES.get(kind, kind)} | {batch} | {name} | {mean(e):.1f} ± {sd:.1f} "
+                      f"| {ratio(e, fp32)} | {ratio(e, int8)} | {busy} |")
+                if len(e["n"]) > 1 or len(e["lens"]) > 1:
+                    notes.append(f"note: {kind} b{batch} {name}: n {sorted(e['n'])}, "
+                                 f"output lengths {sorted(e['lens'])}")
+            t32, tq = g.get("tarjuma f32"), g.get("tarjuma q8_0")
+            r1 = f"{mean(t32) / mean(fp32):.2f}" if t32 and fp32 else "n/a"
+            r2 = f"{mean(tq) / mean(int8):.2f}" if tq and int8 else "n/a"
+            summary.append(f"- {SHAPES.get(kind, kind)}, batch {batch}: "
+                           f"tarjuma f32 / CT2 fp32 = {r1}; tarjuma q8_0 / CT2 int8 = {r2}")
+    print()
+    print("\n".join(summary))
+    for n in notes:
+        print(n)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

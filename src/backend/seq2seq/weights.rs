@@ -1,0 +1,248 @@
+//! Weight files of an encoder-decoder model: safetensors (one file or a sharded index),
+//! PyTorch `pytorch_model.bin`, or GGUF (as written by candle's tensor-tools, tensors
+//! under their Hugging Face names). Linear layers are dense f32 or quantized
+//! (`QMatMul`); `--quantize` turns dense weights into a GGML type at load time.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
+
+enum Store {
+    Safetensors(candle_core::safetensors::MmapedSafetensors),
+    Pth(Vec<candle_core::pickle::PthTensors>),
+    Gguf(HashMap<String, Arc<QTensor>>),
+}
+
+pub struct Weights {
+    store: Store,
+    names: std::collections::HashSet<String>,
+    pub device: Device,
+    /// Quantize dense matrices to this type on load.
+    pub quantize: Option<GgmlDType>,
+    /// The files that were read, for the record's digest.
+    pub files: Vec<PathBuf>,
+}
+
+/// The weight files in a model directory, in order of preference.
+pub fn find_weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    for index in [
+        "model.safetensors.index.json",
+        "pytorch_model.bin.index.json",
+    ] {
+        let index = dir.join(index);
+        if !index.is_file() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&index)?)
+            .with_context(|| format!("{} is not JSON", index.display()))?;
+        let map = v["weight_map"]
+            .as_object()
+            .with_context(|| format!("{}: no weight_map", index.display()))?;
+        let mut files: Vec<String> = map
+            .values()
+            .filter_map(|f| f.as_str().map(String::from))
+            .collect();
+        files.sort();
+        files.dedup();
+        return Ok(files.into_iter().map(|f| dir.join(f)).collect());
+    }
+    for name in ["model.safetensors", "pytorch_model.bin"] {
+        if dir.join(name).is_file() {
+            return Ok(vec![dir.join(name)]);
+        }
+    }
+    let mut ggufs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+        .collect();
+    ggufs.sort();
+    if let Some(g) = ggufs.into_iter().next() {
+        return Ok(vec![g]);
+    }
+    bail!(
+        "{}: no weights (model.safetensors, model.safetensors.index.json, pytorch_model.bin or *.gguf)",
+        dir.display()
+    )
+}
+
+impl Weights {
+    pub fn open(files: &[PathBuf], device: &Device, quantize: Option<GgmlDType>) -> Result<Self> {
+        let first = files.first().context("no weight files")?;
+        let ext = first.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let store = match ext {
+            "safetensors" => {
+                // SAFETY: the files are memory-mapped read-only; we never write to them.
+                let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(files) }
+                    .with_context(|| {
+                        format!("{}: not a valid safetensors file", first.display())
+                    })?;
+                Store::Safetensors(st)
+            }
+            "bin" | "pt" | "pth" => Store::Pth(
+                files
+                    .iter()
+                    .map(|f| {
+                        candle_core::pickle::PthTensors::new(f, None)
+                            .with_context(|| format!("{}: not a PyTorch checkpoint", f.display()))
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+            "gguf" => {
+                let mut f = std::fs::File::open(first)
+                    .with_context(|| format!("cannot open {}", first.display()))?;
+                let content = gguf_file::Content::read(&mut f)
+                    .with_context(|| format!("{}: not a valid GGUF file", first.display()))?;
+                let mut map = HashMap::new();
+                for name in content.tensor_infos.keys() {
+                    let t = content
+                        .tensor(&mut f, name, device)
+                        .with_context(|| format!("{}: tensor {name}", first.display()))?;
+                    map.insert(name.clone(), Arc::new(t));
+                }
+                Store::Gguf(map)
+            }
+            _ => bail!("{}: unknown weight format", first.display()),
+        };
+        let names = match &store {
+            Store::Safetensors(s) => s.tensors().into_iter().map(|(n, _)| n).collect(),
+            Store::Pth(ps) => ps
+                .iter()
+                .flat_map(|p| p.tensor_infos().keys().cloned())
+                .collect(),
+            Store::Gguf(m) => m.keys().cloned().collect(),
+        };
+        Ok(Self {
+            store,
+            names,
+            device: device.clone(),
+            quantize,
+            files: files.to_vec(),
+        })
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    /// The first of `names` that exists.
+    pub fn first_of<'a>(&self, names: &[&'a str]) -> Option<&'a str> {
+        names.iter().copied().find(|n| self.has(n))
+    }
+
+    /// A tensor as f32 on the device.
+    pub fn tensor(&self, name: &str) -> Result<Tensor> {
+        let t = match &self.store {
+            Store::Safetensors(s) => s.load(name, &self.device).ok(),
+            Store::Pth(ps) => match ps.iter().find(|p| p.tensor_infos().contains_key(name)) {
+                Some(p) => p
+                    .get(name)?
+                    .map(|t| t.to_device(&self.device))
+                    .transpose()?,
+                None => None,
+            },
+            Store::Gguf(m) => m
+                .get(name)
+                .map(|q| q.dequantize(&self.device))
+                .transpose()?,
+        };
+        let t = t.with_context(|| format!("weight `{name}` is missing"))?;
+        Ok(t.to_dtype(DType::F32)?)
+    }
+
+    /// A linear layer `y = x Wᵀ + b` from `prefix.weight` (and `prefix.bias` if present).
+    pub fn linear(&self, prefix: &str, bias: bool) -> Result<Linear> {
+        let wname = format!("{prefix}.weight");
+        let w = self.matrix(&wname)?;
+        let b = if bias && self.has(&format!("{prefix}.bias")) {
+            Some(self.tensor(&format!("{prefix}.bias"))?)
+        } else {
+            None
+        };
+        Ok(Linear { w, b })
+    }
+
+    /// A weight matrix [out, in] for matmuls, kept quantized if it is (or should be).
+    pub fn matrix(&self, name: &str) -> Result<Matrix> {
+        if let Store::Gguf(m) = &self.store {
+            let q = m
+                .get(name)
+                .with_context(|| format!("weight `{name}` is missing"))?;
+            if !matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) {
+                return Ok(Matrix::Quant(QMatMul::from_arc(q.clone())?));
+            }
+        }
+        let t = self.tensor(name)?;
+        self.dense_or_quantized(t)
+    }
+
+    /// Applies the load-time quantization, if any, to a dense [out, in] matrix.
+    pub fn dense_or_quantized(&self, t: Tensor) -> Result<Matrix> {
+        match self.quantize {
+            Some(dt) if t.dim(1)? % dt.block_size() == 0 => {
+                let q = QTensor::quantize(&t, dt)?;
+                Ok(Matrix::Quant(QMatMul::from_qtensor(q)?))
+            }
+            // Stored as [in, out], contiguous: with Wᵀ as a strided view, gemm would
+            // repack the whole matrix on every call (half the decode time at batch 16).
+            _ => Ok(Matrix::Dense(t.t()?.contiguous()?)),
+        }
+    }
+}
+
+/// A weight matrix of shape [out, in] (dense ones are stored transposed, [in, out]).
+#[derive(Debug, Clone)]
+pub enum Matrix {
+    Dense(Tensor),
+    Quant(QMatMul),
+}
+
+impl Matrix {
+    /// `x Wᵀ` for x of shape [..., in].
+    pub fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Matrix::Dense(wt) => {
+                let dims = x.dims().to_vec();
+                let k = *dims.last().expect("x has a last dimension");
+                let rows = x.elem_count() / k;
+                let y = x.reshape((rows, k))?.matmul(wt)?;
+                let mut out = dims;
+                *out.last_mut().expect("non-empty") = wt.dim(1)?;
+                y.reshape(out)
+            }
+            Matrix::Quant(q) => q.forward(x),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub w: Matrix,
+    pub b: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = self.w.apply(x)?;
+        match &self.b {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+/// Parses a `--quantize` value.
+pub fn parse_quant(s: &str) -> Result<Option<GgmlDType>> {
+    Ok(match s.to_ascii_lowercase().as_str() {
+        "none" | "f32" | "" => None,
+        "q8_0" | "int8" => Some(GgmlDType::Q8_0),
+        "q4_0" => Some(GgmlDType::Q4_0),
+        "q4k" | "q4_k" => Some(GgmlDType::Q4K),
+        "q6k" | "q6_k" => Some(GgmlDType::Q6K),
+        other => bail!("unknown quantization `{other}` (none, q8_0, q4_0, q4k, q6k)"),
+    })
+}

@@ -1,0 +1,509 @@
+//! Decoding for encoder-decoder models: greedy and beam search over a batch of inputs,
+//! with the logits processors a translator needs (no-repeat n-grams, banned tokens,
+//! forced first/last tokens, a minimum length) and a maximum output length relative to
+//! the input.
+//!
+//! Beam search follows transformers' vectorised `_beam_search` (5.x) step for step, so
+//! that token ids match the reference exactly: log-softmax, then processors, then the
+//! running score; the top 2·beams continuations; finished hypotheses scored by
+//! `sum_logprobs / len^length_penalty`; the early-stop heuristic of
+//! `_check_early_stop_heuristic`. Inputs whose result can no longer change are dropped
+//! from the batch, so long and short sentences can share a batch cheaply.
+
+use anyhow::Result;
+
+use crate::backend::seq2seq::{Config, DecoderState, EncoderOut, Model};
+
+/// When a beam search may stop (transformers' `early_stopping`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EarlyStopping {
+    /// Stop when the best running hypothesis, at its current length, cannot beat the
+    /// worst finished one (transformers' `False`, its default).
+    #[default]
+    Heuristic,
+    /// Stop as soon as `beams` hypotheses are finished (`True`).
+    Done,
+    /// Stop only when no running hypothesis can improve, even at the maximum length (`"never"`).
+    Never,
+}
+
+/// Output length limit for an input of `n` tokens: `min(cap, ratio·n + extra)`.
+#[derive(Debug, Clone, Copy)]
+pub struct LengthLimit {
+    pub ratio: f32,
+    pub extra: usize,
+    pub cap: usize,
+}
+
+impl LengthLimit {
+    pub fn fixed(n: usize) -> Self {
+        Self {
+            ratio: 0.0,
+            extra: n,
+            cap: n,
+        }
+    }
+
+    pub fn for_input(&self, n: usize) -> usize {
+        ((self.ratio * n as f32).ceil() as usize + self.extra)
+            .min(self.cap)
+            .max(1)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GenOptions {
+    /// 1 is greedy decoding.
+    pub beams: usize,
+    pub max_new: LengthLimit,
+    /// Generated tokens before EOS is allowed.
+    pub min_new: usize,
+    pub length_penalty: f32,
+    pub early_stopping: EarlyStopping,
+    /// 0 turns it off.
+    pub no_repeat_ngram: usize,
+    /// Token forced as the first output (NLLB's target language).
+    pub forced_bos: Option<u32>,
+    /// Token forced at the last allowed position.
+    pub forced_eos: Option<u32>,
+    /// Tokens never generated (Marian's pad).
+    pub banned: Vec<u32>,
+    pub start: u32,
+    pub eos: u32,
+    pub pad: u32,
+}
+
+impl GenOptions {
+    /// Greedy decoding with the model's own conventions (special ids, banned and forced
+    /// tokens from its generation config) and an output limit of 2x the input + 10.
+    pub fn for_model(cfg: &Config) -> Self {
+        Self {
+            beams: 1,
+            max_new: LengthLimit {
+                ratio: 2.0,
+                extra: 10,
+                cap: cfg.max_positions.saturating_sub(1),
+            },
+            min_new: 0,
+            length_penalty: 1.0,
+            early_stopping: EarlyStopping::Heuristic,
+            no_repeat_ngram: 0,
+            forced_bos: cfg.gen.forced_bos,
+            forced_eos: cfg.gen.forced_eos,
+            banned: cfg.gen.bad_ids.clone(),
+            start: cfg.decoder_start,
+            eos: cfg.eos,
+            pad: cfg.pad,
+        }
+    }
+}
+
+/// Applies the logits processors to one row of scores for a sequence `seq` (decoder
+/// start included) whose total length may reach `max_len`.
+fn process(row: &mut [f32], seq: &[u32], max_len: usize, o: &GenOptions) {
+    let cur = seq.len();
+    let n = o.no_repeat_ngram;
+    if n > 0 && cur >= n {
+        let prefix = &seq[cur + 1 - n..];
+        for i in 0..=cur - n {
+            if &seq[i..i + n - 1] == prefix {
+                row[seq[i + n - 1] as usize] = f32::NEG_INFINITY;
+            }
+        }
+    }
+    for &t in &o.banned {
+        if let Some(x) = row.get_mut(t as usize) {
+            *x = f32::NEG_INFINITY;
+        }
+    }
+    if cur - 1 < o.min_new {
+        row[o.eos as usize] = f32::NEG_INFINITY;
+    }
+    let force = |row: &mut [f32], t: u32| {
+        row.fill(f32::NEG_INFINITY);
+        row[t as usize] = 0.0;
+    };
+    if cur == 1 {
+        if let Some(b) = o.forced_bos {
+            force(row, b);
+        }
+    }
+    if cur + 1 == max_len {
+        if let Some(e) = o.forced_eos {
+            force(row, e);
+        }
+    }
+}
+
+fn log_softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = row.iter().map(|x| (x - max).exp()).sum();
+    let lse = max + sum.ln();
+    for x in row.iter_mut() {
+        *x -= lse;
+    }
+}
+
+/// The first index of the largest value.
+fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in row.iter().enumerate() {
+        if x > row[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Cuts a generated sequence after its first EOS.
+fn cut(mut seq: Vec<u32>, eos: u32) -> Vec<u32> {
+    if let Some(p) = seq.iter().position(|&t| t == eos) {
+        seq.truncate(p + 1);
+    }
+    seq
+}
+
+/// Translates a batch of encoded inputs; returns the generated ids of each (decoder
+/// start excluded, EOS included when generated).
+pub fn generate(model: &Model, inputs: &[Vec<u32>], o: &GenOptions) -> Result<Vec<Vec<u32>>> {
+    if inputs.is_empty() {
+        return Ok(vec![]);
+    }
+    let enc = model.encode(inputs)?;
+    let max_new: Vec<usize> = inputs
+        .iter()
+        .map(|s| {
+            o.max_new
+                .for_input(s.len())
+                .min(model.cfg.max_positions.saturating_sub(1))
+        })
+        .collect();
+    if o.beams <= 1 {
+        greedy(model, &enc, &max_new, o)
+    } else {
+        beam(model, &enc, &max_new, o)
+    }
+}
+
+fn rows(logits: candle_core::Tensor) -> Result<Vec<Vec<f32>>> {
+    Ok(logits.to_device(&candle_core::Device::Cpu)?.to_vec2()?)
+}
+
+fn greedy(
+    model: &Model,
+    enc: &EncoderOut,
+    max_new: &[usize],
+    o: &GenOptions,
+) -> Result<Vec<Vec<u32>>> {
+    let b = enc.lens.len();
+    let mut st = model.start(enc, 1)?;
+    let mut seqs: Vec<Vec<u32>> = vec![vec![o.start]; b];
+    let mut active: Vec<usize> = (0..b).collect();
+    while !active.is_empty() {
+        let tokens: Vec<u32> = active
+            .iter()
+            .map(|&i| *seqs[i].last().unwrap_or(&o.start))
+            .collect();
+        let mut logits = rows(model.step(&mut st, &tokens)?)?;
+        let mut keep = Vec::new();
+        for (r, &i) in active.iter().enumerate() {
+            let max_len = 1 + max_new[i];
+            process(&mut logits[r], &seqs[i], max_len, o);
+            let t = argmax(&logits[r]);
+            seqs[i].push(t);
+            if t != o.eos && seqs[i].len() < max_len {
+                keep.push(r);
+            }
+        }
+        if keep.len() < active.len() {
+            active = keep.iter().map(|&r| active[r]).collect();
+            if !active.is_empty() {
+                let idx: Vec<u32> = keep.iter().map(|&r| r as u32).collect();
+                model.select(&mut st, &idx, true)?;
+            }
+        }
+    }
+    Ok(seqs
+        .into_iter()
+        .map(|s| cut(s[1..].to_vec(), o.eos))
+        .collect())
+}
+
+#[derive(Clone)]
+struct Hyp {
+    seq: Vec<u32>,
+    score: f32,
+    finished: bool,
+}
+
+struct Item {
+    running: Vec<Hyp>,
+    best: Vec<Hyp>,
+    improvable: bool,
+    max_len: usize,
+}
+
+/// The top `k` of `(score, flat index)` pairs of one row: descending score, ties by index.
+fn top_k(row: &[f32], k: usize, base: usize, out: &mut Vec<(f32, usize)>) {
+    let mut buf: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
+    for (i, &x) in row.iter().enumerate() {
+        if buf.len() == k && x.partial_cmp(&buf[k - 1].0) != Some(std::cmp::Ordering::Greater) {
+            continue;
+        }
+        let pos = buf.partition_point(|&(y, _)| y >= x);
+        buf.insert(pos, (x, base + i));
+        buf.truncate(k);
+    }
+    out.extend(buf);
+}
+
+fn sort_desc(v: &mut [(f32, usize)]) {
+    // Stable: equal scores keep their order (lower index first), as torch.topk does in practice.
+    v.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+}
+
+fn beam(
+    model: &Model,
+    enc: &EncoderOut,
+    max_new: &[usize],
+    o: &GenOptions,
+) -> Result<Vec<Vec<u32>>> {
+    let k = o.beams;
+    let b = enc.lens.len();
+    let vocab = model.cfg.vocab_size;
+    let mut st: DecoderState = model.start(enc, k)?;
+    let start = Hyp {
+        seq: vec![o.start],
+        score: 0.0,
+        finished: false,
+    };
+    let mut items: Vec<Item> = (0..b)
+        .map(|i| Item {
+            running: (0..k)
+                .map(|j| Hyp {
+                    score: if j == 0 { 0.0 } else { -1e9 },
+                    ..start.clone()
+                })
+                .collect(),
+            best: vec![
+                Hyp {
+                    score: -1e9,
+                    ..start.clone()
+                };
+                k
+            ],
+            improvable: true,
+            max_len: 1 + max_new[i],
+        })
+        .collect();
+    let mut active: Vec<usize> = (0..b).collect();
+    let mut cur_len = 1usize;
+    while !active.is_empty() {
+        let tokens: Vec<u32> = active
+            .iter()
+            .flat_map(|&i| {
+                items[i]
+                    .running
+                    .iter()
+                    .map(|h| *h.seq.last().unwrap_or(&o.start))
+            })
+            .collect();
+        let mut logits = rows(model.step(&mut st, &tokens)?)?;
+        let mut reorder: Vec<u32> = Vec::with_capacity(active.len() * k);
+        let mut still = Vec::new();
+        for (a, &i) in active.iter().enumerate() {
+            let item = &mut items[i];
+            let mut cands = Vec::with_capacity(2 * k * k);
+            for j in 0..k {
+                let row = &mut logits[a * k + j];
+                log_softmax(row);
+                process(row, &item.running[j].seq, item.max_len, o);
+                let s = item.running[j].score;
+                for x in row.iter_mut() {
+                    *x += s;
+                }
+                top_k(row, 2 * k, j * vocab, &mut cands);
+            }
+            sort_desc(&mut cands);
+            cands.truncate(2 * k);
+            let at_max = cur_len + 1 >= item.max_len;
+            let hit: Vec<bool> = cands
+                .iter()
+                .map(|&(_, f)| at_max || (f % vocab) as u32 == o.eos)
+                .collect();
+            let extend = |f: usize| {
+                let mut s = item.running[f / vocab].seq.clone();
+                s.push((f % vocab) as u32);
+                s
+            };
+            // Running beams for the next step: the best unfinished continuations.
+            let mut next: Vec<(f32, usize)> = cands
+                .iter()
+                .zip(&hit)
+                .enumerate()
+                .map(|(c, (&(s, _), &h))| (if h { s - 1e9 } else { s }, c))
+                .collect();
+            sort_desc(&mut next);
+            next.truncate(k);
+            // Finished hypotheses: merge the newly finished into the k best.
+            let full =
+                o.early_stopping == EarlyStopping::Done && item.best.iter().all(|h| h.finished);
+            let denom = (cur_len as f64).powf(o.length_penalty as f64) as f32;
+            let mut merged: Vec<Hyp> = item.best.clone();
+            for (c, &(s, f)) in cands.iter().enumerate() {
+                let just = hit[c] && c < k;
+                let mut score = s / denom;
+                if full {
+                    score -= 1e9;
+                }
+                if !item.improvable {
+                    score -= 1e9;
+                }
+                if !just {
+                    score -= 1e9;
+                }
+                merged.push(Hyp {
+                    seq: extend(f),
+                    score,
+                    finished: just,
+                });
+            }
+            let mut order: Vec<(f32, usize)> = merged
+                .iter()
+                .enumerate()
+                .map(|(m, h)| (h.score, m))
+                .collect();
+            sort_desc(&mut order);
+            item.best = order
+                .iter()
+                .take(k)
+                .map(|&(_, m)| merged[m].clone())
+                .collect();
+            let mut running = Vec::with_capacity(k);
+            for &(s, c) in &next {
+                let f = cands[c].1;
+                reorder.push((a * k + f / vocab) as u32);
+                running.push(Hyp {
+                    seq: extend(f),
+                    score: s,
+                    finished: false,
+                });
+            }
+            item.running = running;
+            // Early-stop heuristic, evaluated at the new length.
+            let new_len = cur_len + 1;
+            let hyp_len = if o.early_stopping == EarlyStopping::Never && o.length_penalty > 0.0 {
+                item.max_len - 1
+            } else {
+                new_len - 1
+            };
+            let best_possible =
+                item.running[0].score / (hyp_len as f64).powf(o.length_penalty as f64) as f32;
+            let worst = item
+                .best
+                .iter()
+                .map(|h| h.score)
+                .fold(f32::INFINITY, f32::min);
+            item.improvable = item.improvable
+                && item
+                    .best
+                    .iter()
+                    .any(|h| best_possible > if h.finished { worst } else { -1e9 });
+            let all_finished = item.best.iter().all(|h| h.finished);
+            let frozen = !item.improvable
+                || (o.early_stopping == EarlyStopping::Done && all_finished)
+                || hit.iter().all(|&h| h);
+            if !frozen {
+                still.push(a);
+            }
+        }
+        cur_len += 1;
+        // Reorder the caches to follow the surviving beams, then drop frozen inputs.
+        model.select(&mut st, &reorder, false)?;
+        if still.len() < active.len() {
+            if !still.is_empty() {
+                let idx: Vec<u32> = still
+                    .iter()
+                    .flat_map(|&a| (0..k).map(move |j| (a * k + j) as u32))
+                    .collect();
+                model.select(&mut st, &idx, true)?;
+            }
+            active = still.iter().map(|&a| active[a]).collect();
+        }
+    }
+    Ok(items
+        .into_iter()
+        .map(|it| cut(it.best[0].seq[1..].to_vec(), o.eos))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> GenOptions {
+        GenOptions {
+            beams: 1,
+            max_new: LengthLimit::fixed(10),
+            min_new: 0,
+            length_penalty: 1.0,
+            early_stopping: EarlyStopping::Heuristic,
+            no_repeat_ngram: 3,
+            forced_bos: None,
+            forced_eos: None,
+            banned: vec![5],
+            start: 0,
+            eos: 1,
+            pad: 0,
+        }
+    }
+
+    #[test]
+    fn no_repeat_ngram_bans_the_completing_token() {
+        let mut row = vec![0.0f32; 8];
+        // seq: start 2 3 4 2 3 → "2 3 4" seen, so after "2 3", 4 is banned.
+        process(&mut row, &[0, 2, 3, 4, 2, 3], 20, &opts());
+        assert_eq!(row[4], f32::NEG_INFINITY);
+        assert_eq!(row[5], f32::NEG_INFINITY, "banned token");
+        assert!(row
+            .iter()
+            .enumerate()
+            .all(|(i, &x)| i == 4 || i == 5 || x == 0.0));
+    }
+
+    #[test]
+    fn forced_tokens_and_min_length() {
+        let mut o = opts();
+        o.forced_bos = Some(7);
+        o.forced_eos = Some(1);
+        o.min_new = 2;
+        let mut row = vec![0.5f32; 8];
+        process(&mut row, &[0], 5, &o);
+        assert_eq!(argmax(&row), 7);
+        let mut row = vec![0.5f32; 8];
+        process(&mut row, &[0, 7], 5, &o);
+        assert_eq!(row[1], f32::NEG_INFINITY, "EOS before min_new");
+        let mut row = vec![0.5f32; 8];
+        process(&mut row, &[0, 7, 3, 3], 5, &o);
+        assert_eq!(argmax(&row), 1, "EOS forced at the last position");
+    }
+
+    #[test]
+    fn length_limit_is_relative_and_capped() {
+        let l = LengthLimit {
+            ratio: 1.5,
+            extra: 10,
+            cap: 100,
+        };
+        assert_eq!(l.for_input(10), 25);
+        assert_eq!(l.for_input(1000), 100);
+        assert_eq!(LengthLimit::fixed(7).for_input(1000), 7);
+    }
+
+    #[test]
+    fn top_k_keeps_order_and_ties_by_index() {
+        let mut out = vec![];
+        top_k(&[0.1, 0.5, 0.5, -1.0, 0.3], 3, 10, &mut out);
+        assert_eq!(out, vec![(0.5, 11), (0.5, 12), (0.3, 14)]);
+    }
+}
