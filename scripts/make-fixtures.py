@@ -205,6 +205,18 @@ SEED_TRIES = 500
 
 # Weight scales (see reinit). A random decoder with tied embeddings tends to repeat the token
 # it was fed; weak cross-attention and strong self-attention/FFN paths make it wander more.
+# Marian and M2M100 share the BART layer layout; 32 wide so that every matrix is a whole
+# number of 32-wide Q8_0 blocks.
+TINY_BART_SIZES = dict(
+    d_model=32,
+    encoder_layers=2,
+    decoder_layers=2,
+    encoder_attention_heads=2,
+    decoder_attention_heads=2,
+    encoder_ffn_dim=64,
+    decoder_ffn_dim=64,
+    max_position_embeddings=64,
+)
 MARIAN_INIT = {"emb": 0.5, "gain": 2.0, "scale": {"encoder_attn.": 0.5}, "eos": 2.0}
 M2M100_INIT = {"emb": 0.3, "gain": 2.5, "scale": {"encoder_attn.": 0.5, "decoder.layer_norm": 3.0}, "rare": 0.3, "eos": 9.0}
 T5_INIT = {"emb": 0.7, "gain": 1.5, "scale": {}, "rare": 0.3, "eos": 1.3}
@@ -686,14 +698,7 @@ def make_marian(out):
     cfg = MarianConfig(
         vocab_size=len(vocab),
         decoder_vocab_size=len(vocab),
-        d_model=32,
-        encoder_layers=2,
-        decoder_layers=2,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        max_position_embeddings=64,
+        **TINY_BART_SIZES,
         activation_function="swish",
         scale_embedding=True,
         share_encoder_decoder_embeddings=True,
@@ -742,14 +747,7 @@ def make_m2m100(out):
     eng = tok.convert_tokens_to_ids("eng_Latn")
     cfg = M2M100Config(
         vocab_size=len(tok),
-        d_model=32,
-        encoder_layers=2,
-        decoder_layers=2,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        max_position_embeddings=64,
+        **TINY_BART_SIZES,
         activation_function="relu",
         scale_embedding=True,
         tie_word_embeddings=True,
