@@ -140,9 +140,10 @@ fn read_input(input: &str) -> Result<String> {
 
 /// What `translate` and `summarize` start from: the config, the text, its paragraphs
 /// and the loaded models (loaded last, so input errors come first).
+/// `summarizing`: the instruction model is needed, and the translator only for Urdu text.
 fn open_text(
     a: &TextArgs,
-    need_lm: bool,
+    summarizing: bool,
 ) -> Result<(ModelConfig, String, Vec<Paragraph>, Engines)> {
     let mc = ModelConfig::from_args(&a.model)?;
     let tc = TranslatorConfig::from_args(&a.translator, &a.model)?;
@@ -151,13 +152,19 @@ fn open_text(
     if paras.is_empty() {
         anyhow::bail!("{}: the text is empty", a.input);
     }
-    let lm = if need_lm || tc.is_none() {
+    let lm = if summarizing || tc.is_none() {
         Some(mc.load()?)
     } else {
         None
     };
+    let tc = tc.filter(|_| !summarizing || is_urdu(&text));
     let nmt = tc.map(|t| t.load()).transpose()?;
     Ok((mc, text, paras, Engines { lm, nmt }))
+}
+
+/// Whether `summarize` treats a text as Urdu (translated first) rather than English.
+fn is_urdu(text: &str) -> bool {
+    arabic_letter_ratio(text) > 0.3
 }
 
 fn translate(a: TextArgs) -> Result<ExitCode> {
@@ -192,7 +199,7 @@ fn translate(a: TextArgs) -> Result<ExitCode> {
 fn summarize(a: TextArgs) -> Result<ExitCode> {
     let max_bullets = config::validate_bullets(a.summary.max_bullets)?;
     let (mc, text, paras, mut engines) = open_text(&a, true)?;
-    let (body, reserve) = if arabic_letter_ratio(&text) > 0.3 {
+    let (body, reserve) = if is_urdu(&text) {
         let (outs, _) = engines.translate(&paras, &mc.translate, &mut |_| {})?;
         summary_input(&outs)
     } else {

@@ -356,3 +356,22 @@ fn translator_usage_errors() {
         stderr(&o)
     );
 }
+
+/// `summarize` on English text never loads the translator (here a T5 directory given
+/// for a Marian manifest, which would fail to load).
+#[test]
+fn summarize_english_skips_the_translator() {
+    model_path("smollm2-135m-instruct");
+    let mut c = bin();
+    c.args(["summarize", "--quiet", "--threads", "2"])
+        .args(["--model", "smollm2-135m-instruct"])
+        .args(["--translator", "opus-mt-ur-en", "--model-dir"])
+        .arg(dir("t5"))
+        .arg("-");
+    let o = run_with_stdin(
+        c,
+        "Prices rose in Lahore on Monday. The central bank met to discuss rates. Talks ended without a deal.\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(crate::util::stdout(&o).lines().any(|l| l.starts_with("- ")));
+}
