@@ -75,20 +75,18 @@ pub struct Config {
     pub pad: u32,
     pub eos: u32,
     pub decoder_start: u32,
-    /// Generation defaults from generation_config.json / config.json.
+    /// Forced and banned tokens from generation_config.json / config.json.
     pub gen: GenDefaults,
 }
 
+/// Token rules from generation_config.json / config.json. Beam width, length penalty and
+/// limits come from tarjuma's own flags, so runs do not change with a model's defaults.
 #[derive(Debug, Clone, Default)]
 pub struct GenDefaults {
-    pub num_beams: Option<usize>,
-    pub max_length: Option<usize>,
     pub forced_eos: Option<u32>,
     pub forced_bos: Option<u32>,
     /// Single-token bad words (Marian bans its pad token).
     pub bad_ids: Vec<u32>,
-    pub length_penalty: Option<f32>,
-    pub no_repeat_ngram: Option<usize>,
 }
 
 fn get_usize(v: &Value, keys: &[&str]) -> Option<usize> {
@@ -151,21 +149,9 @@ impl Config {
             })
             .unwrap_or_default();
         let gen = GenDefaults {
-            num_beams: pick("num_beams")
-                .and_then(Value::as_u64)
-                .map(|x| x as usize),
-            max_length: pick("max_length")
-                .and_then(Value::as_u64)
-                .map(|x| x as usize),
             forced_eos: pick_id("forced_eos_token_id"),
             forced_bos: pick_id("forced_bos_token_id"),
             bad_ids,
-            length_penalty: pick("length_penalty")
-                .and_then(Value::as_f64)
-                .map(|x| x as f32),
-            no_repeat_ngram: pick("no_repeat_ngram_size")
-                .and_then(Value::as_u64)
-                .map(|x| x as usize),
         };
         let cfg = match arch {
             Arch::Marian | Arch::M2M100 => {
