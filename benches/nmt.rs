@@ -5,7 +5,7 @@
 //! repetition, and the CPU other processes burnt meanwhile. Not a test: run it through
 //! `scripts/bench-nmt.sh`, which runs the peers side by side.
 //!
-//! cargo bench --bench nmt -- --model DIR [--kind marian|nllb] [--quantize q8_0]
+//! cargo bench --bench nmt -- --model DIR [--kind marian|nllb] [--quantize int8|q8_0]
 //!     [--batch 16] [--threads 2] [--src-len 40] [--tgt-len 40] [--n 64] [--reps 3]
 
 use std::time::Instant;

@@ -11,7 +11,8 @@ import statistics
 import sys
 
 SHAPES = {"marian": "opus-mt-ur-en (Marian)", "nllb": "NLLB-200-distilled-600M"}
-ORDER = ["transformers fp32", "CT2 fp32", "CT2 int8", "tarjuma f32", "tarjuma q8_0"]
+ORDER = ["transformers fp32", "CT2 fp32", "CT2 int8", "tarjuma f32", "tarjuma int8",
+         "tarjuma q8_0"]
 
 
 def engine_name(r):
@@ -77,11 +78,14 @@ def main():
                 if len(e["n"]) > 1 or len(e["lens"]) > 1:
                     notes.append(f"note: {kind} b{batch} {name}: n {sorted(e['n'])}, "
                                  f"output lengths {sorted(e['lens'])}")
-            t32, tq = g.get("tarjuma f32"), g.get("tarjuma q8_0")
+            t32 = g.get("tarjuma f32")
             r1 = f"{mean(t32) / mean(fp32):.2f}" if t32 and fp32 else "n/a"
-            r2 = f"{mean(tq) / mean(int8):.2f}" if tq and int8 else "n/a"
-            summary.append(f"- {SHAPES.get(kind, kind)}, batch {batch}: "
-                           f"tarjuma f32 / CT2 fp32 = {r1}; tarjuma q8_0 / CT2 int8 = {r2}")
+            line = f"- {SHAPES.get(kind, kind)}, batch {batch}: tarjuma f32 / CT2 fp32 = {r1}"
+            for q in ("int8", "q8_0"):
+                tq = g.get(f"tarjuma {q}")
+                if tq and int8:
+                    line += f"; tarjuma {q} / CT2 int8 = {mean(tq) / mean(int8):.2f}"
+            summary.append(line)
     print()
     print("\n".join(summary))
     for n in notes:

@@ -4,17 +4,18 @@
 # For each model shape (random weights, real shapes: opus-mt-ur-en Marian and
 # NLLB-200-distilled-600M) and batch size, it runs, one after another on the same
 # machine: HF transformers fp32, CTranslate2 fp32, CTranslate2 int8, tarjuma f32 and
-# tarjuma q8_0, all doing the same work (greedy, SRC_LEN source tokens, exactly
+# tarjuma int8 (and tarjuma q8_0 on request), all doing the same work (greedy, SRC_LEN source tokens, exactly
 # TGT_LEN generated tokens, THREADS threads), and prints target tokens/s and the
-# ratios tarjuma f32 / CT2 fp32 and tarjuma q8_0 / CT2 int8.
+# ratios tarjuma f32 / CT2 fp32 and tarjuma int8 / CT2 int8.
 #
 # Usage: scripts/bench-nmt.sh            (every setting below has a default)
 #
 # Environment:
 #   MODELS="marian nllb"   model shapes to run
 #   BATCHES="16 1"         batch sizes
-#   ENGINES="hf ct2 tarjuma"  engines; also the single variants ct2-fp32 ct2-int8
-#                          tarjuma-f32 tarjuma-q8_0 (e.g. ENGINES="tarjuma ct2")
+#   ENGINES="hf ct2 tarjuma"  engines (tarjuma = tarjuma-f32 + tarjuma-int8); also the
+#                          single variants ct2-fp32 ct2-int8 tarjuma-f32 tarjuma-int8
+#                          tarjuma-q8_0 (GGML Q8_0 through candle), e.g. ENGINES="tarjuma ct2"
 #   N                      sequences per repetition (default 64 at batch >= 16, else 16)
 #   REPS=3                 timed repetitions per engine (each engine also warms up)
 #   ROUNDS=1               cycles through the engines; results of all rounds are pooled
@@ -77,9 +78,9 @@ for e in $ENGINES; do
     hf | transformers) add_variant hf ;;
     ct2) add_variant ct2-fp32; add_variant ct2-int8 ;;
     ct2-fp32 | ct2-int8) add_variant "$e" ;;
-    tarjuma) add_variant tarjuma-f32; add_variant tarjuma-q8_0 ;;
-    tarjuma-f32 | tarjuma-q8_0) add_variant "$e" ;;
-    *) die "unknown engine '$e' (hf ct2 ct2-fp32 ct2-int8 tarjuma tarjuma-f32 tarjuma-q8_0)" ;;
+    tarjuma) add_variant tarjuma-f32; add_variant tarjuma-int8 ;;
+    tarjuma-f32 | tarjuma-int8 | tarjuma-q8_0) add_variant "$e" ;;
+    *) die "unknown engine '$e' (hf ct2 ct2-fp32 ct2-int8 tarjuma tarjuma-f32 tarjuma-int8 tarjuma-q8_0)" ;;
   esac
 done
 (( ${#VARIANTS[@]} > 0 )) || die "ENGINES selects nothing"
@@ -231,6 +232,7 @@ run_variant() { # model-key batch n variant round
     ct2-int8) cmd=("$BENCH_PY" "$BENCH_DIR/seq2seq_bench.py" --engine ct2 --model "$MODELS_DIR/ct2/$name-int8"
                    --kind "$m" --compute-type int8) ;;
     tarjuma-f32) cmd=("$NMT_BIN" --model "$MODELS_DIR/$name" --kind "$m" --quantize none) ;;
+    tarjuma-int8) cmd=("$NMT_BIN" --model "$MODELS_DIR/$name" --kind "$m" --quantize int8) ;;
     tarjuma-q8_0) cmd=("$NMT_BIN" --model "$MODELS_DIR/$name" --kind "$m" --quantize q8_0) ;;
   esac
   cmd+=("${common[@]}")

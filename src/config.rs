@@ -211,17 +211,14 @@ fn guess_family(l: &gguf::Loaded) -> Option<String> {
 
 /// Sets the thread pools' sizes. Must run before candle or rayon start any thread.
 ///
-/// Also bounds how long candle's quantized-matmul workers spin before parking (unless
-/// `CANDLE_BARRIER_POOL_SPIN_LIMIT` is set): with its default (25 000) they compete with
-/// rayon's gemm threads for the cores, and an int8 translator decoded 10 tokens/s
-/// instead of 290 at batch 1 on 2 cores (benches/nmt.rs, opus-mt-ur-en shape).
+/// candle's pool workers keep their default spin (25 000 rounds) before parking: the
+/// int8 translator runs its matmuls on that pool, and parking between ops cost it a
+/// quarter of its speed at batch 16 (benches/nmt.rs: 1300 vs 1000 tokens/s, Marian shape);
+/// f32, Q8_0 and the GGUF LLMs measured the same either way.
 pub fn set_threads(n: Option<usize>) {
     if let Some(n) = n {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
-    }
-    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
-        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "1000");
     }
 }
 
@@ -231,7 +228,7 @@ pub struct TranslatorConfig {
     pub manifest: Box<Manifest>,
     pub model_dir: Option<PathBuf>,
     pub device: String,
-    pub quantize: Option<candle_core::quantized::GgmlDType>,
+    pub quantize: Option<crate::backend::seq2seq::weights::Quant>,
     pub beams: usize,
     pub length_penalty: f32,
     pub early_stopping: EarlyStopping,
@@ -376,7 +373,7 @@ impl TranslatorConfig {
         };
         let quant = self
             .quantize
-            .map(|q| format!("+{q:?}").to_ascii_lowercase())
+            .map(|q| format!("+{}", q.name()))
             .unwrap_or_default();
         Ok(NmtTranslator {
             nmt,

@@ -2,6 +2,7 @@
 //! implementation from the model's own metadata.
 
 pub mod gguf;
+pub mod int8;
 pub mod seq2seq;
 
 use candle_core::Device;

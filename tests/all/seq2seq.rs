@@ -7,8 +7,10 @@
 
 use std::path::{Path, PathBuf};
 
+use candle_core::quantized::GgmlDType;
 use candle_core::Device;
 use serde_json::Value;
+use tarjuma::backend::seq2seq::weights::Quant;
 use tarjuma::backend::seq2seq::{Langs, Nmt};
 use tarjuma::generate::seq2seq::{generate, EarlyStopping, GenOptions, LengthLimit};
 use tarjuma::pipeline::translate::romanize_arabic_runs;
@@ -28,7 +30,7 @@ fn expected(name: &str) -> Value {
         .unwrap()
 }
 
-fn load(path: &Path, quant: Option<candle_core::quantized::GgmlDType>) -> Nmt {
+fn load(path: &Path, quant: Option<Quant>) -> Nmt {
     Nmt::load(path, &Device::Cpu, quant, &Langs::default()).unwrap()
 }
 
@@ -201,44 +203,54 @@ fn t5_gguf_loads_like_safetensors() {
     }
 }
 
-/// The int8 (Q8_0) path against f32, on every input's first-step logits: cosine
-/// similarity at least 0.985, relative L2 error at most 15%, and the same best token.
-/// (Measured: cosine 0.990–0.9999, error 1.2–14%; the fixtures' weights are scaled up
-/// for peaky logits, which makes 8-bit rounding worse than on trained models.)
+/// The 8-bit paths (per-channel int8, and GGML Q8_0) against f32, on every input's
+/// first-step logits: cosine similarity at least 0.985, relative L2 error at most 15%,
+/// and the same best token. (Measured, Q8_0: cosine 0.990–0.9999, error 1.2–14.4%;
+/// int8: cosine 0.989–0.9999, error 1.3–14.5%. The fixtures' weights are scaled up for
+/// peaky logits, which makes 8-bit rounding worse than on trained models.)
 #[test]
-fn quantized_q8_0_stays_close_to_f32() {
-    for name in ["marian", "m2m100", "t5"] {
-        let e = expected(name);
-        let f = load(&dir(name), None);
-        let q = load(&dir(name), Some(candle_core::quantized::GgmlDType::Q8_0));
-        for inp in e["inputs"].as_array().unwrap() {
-            let src = ids(&inp["ids"]);
-            let logits = |n: &Nmt| -> Vec<f32> {
-                let enc = n.model.encode(std::slice::from_ref(&src)).unwrap();
-                let mut st = n.model.start(&enc, 1).unwrap();
-                n.model
-                    .step(&mut st, &[n.model.cfg.decoder_start])
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1()
-                    .unwrap()
-            };
-            let (a, b) = (logits(&f), logits(&q));
-            let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            let cos = a.iter().zip(&b).map(|(x, y)| x * y).sum::<f32>() / (norm(&a) * norm(&b));
-            let diff: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x - y).collect();
-            let rel = norm(&diff) / norm(&a);
-            let argmax = |v: &[f32]| (0..v.len()).max_by(|&i, &j| v[i].total_cmp(&v[j])).unwrap();
-            assert!(
-                cos >= 0.985 && rel <= 0.15,
-                "{name}: q8_0 logits too far from f32 (cosine {cos}, relative L2 error {rel})"
-            );
-            assert_eq!(
-                argmax(&a),
-                argmax(&b),
-                "{name}: q8_0 changes the first token"
-            );
+fn quantized_8bit_stays_close_to_f32() {
+    for quant in [Quant::Int8, Quant::Ggml(GgmlDType::Q8_0)] {
+        for name in ["marian", "m2m100", "t5"] {
+            let e = expected(name);
+            let f = load(&dir(name), None);
+            let q = load(&dir(name), Some(quant));
+            for inp in e["inputs"].as_array().unwrap() {
+                let src = ids(&inp["ids"]);
+                let logits = |n: &Nmt| -> Vec<f32> {
+                    let enc = n.model.encode(std::slice::from_ref(&src)).unwrap();
+                    let mut st = n.model.start(&enc, 1).unwrap();
+                    n.model
+                        .step(&mut st, &[n.model.cfg.decoder_start])
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap()
+                };
+                let (a, b) = (logits(&f), logits(&q));
+                let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                let cos = a.iter().zip(&b).map(|(x, y)| x * y).sum::<f32>() / (norm(&a) * norm(&b));
+                let diff: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x - y).collect();
+                let rel = norm(&diff) / norm(&a);
+                let argmax =
+                    |v: &[f32]| (0..v.len()).max_by(|&i, &j| v[i].total_cmp(&v[j])).unwrap();
+                eprintln!(
+                    "{name} {}: cosine {cos:.5}, relative error {rel:.4}",
+                    quant.name()
+                );
+                assert!(
+                    cos >= 0.985 && rel <= 0.15,
+                    "{name}: {} logits too far from f32 (cosine {cos}, relative L2 error {rel})",
+                    quant.name()
+                );
+                assert_eq!(
+                    argmax(&a),
+                    argmax(&b),
+                    "{name}: {} changes the first token",
+                    quant.name()
+                );
+            }
         }
     }
 }

@@ -29,7 +29,7 @@ impl Nmt {
     pub fn load(
         dir: &Path,
         device: &Device,
-        quantize: Option<candle_core::quantized::GgmlDType>,
+        quantize: Option<weights::Quant>,
         langs: &Langs,
     ) -> Result<Self> {
         let cfg = Config::from_dir(dir)?;

@@ -1,7 +1,8 @@
 //! Weight files of an encoder-decoder model: safetensors (one file or a sharded index),
 //! PyTorch `pytorch_model.bin`, or GGUF (as written by candle's tensor-tools, tensors
-//! under their Hugging Face names). Linear layers are dense f32 or quantized
-//! (`QMatMul`); `--quantize` turns dense weights into a GGML type at load time.
+//! under their Hugging Face names). Linear layers are dense f32, quantized GGML blocks
+//! (`QMatMul`), or int8 per channel ([`Int8Matrix`], CPU only); `--quantize` turns dense
+//! weights into one of the quantized forms at load time.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,27 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
+
+use crate::backend::int8::Int8Matrix;
+
+/// A load-time quantization of the dense matrices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quant {
+    /// Per-channel int8 weights, per-row int8 activations, i32 accumulation (CPU).
+    Int8,
+    /// A GGML block type, through candle's `QMatMul` (CPU and CUDA).
+    Ggml(GgmlDType),
+}
+
+impl Quant {
+    /// The name `--quantize` takes, as recorded in outputs.
+    pub fn name(self) -> String {
+        match self {
+            Quant::Int8 => "int8".into(),
+            Quant::Ggml(t) => format!("{t:?}").to_ascii_lowercase(),
+        }
+    }
+}
 
 enum Store {
     Safetensors(candle_core::safetensors::MmapedSafetensors),
@@ -22,7 +44,7 @@ pub struct Weights {
     names: std::collections::HashSet<String>,
     pub device: Device,
     /// Quantize dense matrices to this type on load.
-    pub quantize: Option<GgmlDType>,
+    pub quantize: Option<Quant>,
     /// The files that were read, for the record's digest.
     pub files: Vec<PathBuf>,
 }
@@ -71,7 +93,7 @@ pub fn find_weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 impl Weights {
-    pub fn open(files: &[PathBuf], device: &Device, quantize: Option<GgmlDType>) -> Result<Self> {
+    pub fn open(files: &[PathBuf], device: &Device, quantize: Option<Quant>) -> Result<Self> {
         let first = files.first().context("no weight files")?;
         let ext = first.extension().and_then(|e| e.to_str()).unwrap_or("");
         let store = match ext {
@@ -115,6 +137,14 @@ impl Weights {
                 .flat_map(|p| p.tensor_infos().keys().cloned())
                 .collect(),
             Store::Gguf(m) => m.keys().cloned().collect(),
+        };
+        // The int8 kernels are CPU code; on a GPU the nearest GGML type does the job.
+        let quantize = match quantize {
+            Some(Quant::Int8) if !device.is_cpu() => {
+                tracing::info!("int8 matmul runs on the CPU only; using q8_0 on {device:?}");
+                Some(Quant::Ggml(GgmlDType::Q8_0))
+            }
+            q => q,
         };
         Ok(Self {
             store,
@@ -182,8 +212,13 @@ impl Weights {
 
     /// Applies the load-time quantization, if any, to a dense [out, in] matrix.
     pub fn dense_or_quantized(&self, t: Tensor) -> Result<Matrix> {
+        let (n, k) = t.dims2()?;
         match self.quantize {
-            Some(dt) if t.dim(1)? % dt.block_size() == 0 => {
+            Some(Quant::Int8) if k.is_multiple_of(4) => {
+                let v: Vec<f32> = t.flatten_all()?.to_vec1()?;
+                Ok(Matrix::Int8(Arc::new(Int8Matrix::quantize(&v, n, k))))
+            }
+            Some(Quant::Ggml(dt)) if k % dt.block_size() == 0 => {
                 let q = QTensor::quantize(&t, dt)?;
                 Ok(Matrix::Quant(QMatMul::from_qtensor(q)?))
             }
@@ -199,6 +234,41 @@ impl Weights {
 pub enum Matrix {
     Dense(Tensor),
     Quant(QMatMul),
+    Int8(Arc<Int8Matrix>),
+}
+
+/// Runs `f` on the values of a contiguous f32 CPU tensor without copying them.
+fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("int8 matmul needs a CPU tensor")
+    };
+    let v = cpu.as_slice::<f32>()?;
+    let (a, b) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("int8 matmul: tensor not contiguous".into()))?;
+    Ok(f(&v[a..b]))
+}
+
+/// `x Wᵀ (+ bias)` with an int8 matrix, for x of shape [..., in].
+fn int8_apply(m: &Int8Matrix, x: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let k = *dims.last().expect("x has a last dimension");
+    if k != m.cols() {
+        candle_core::bail!(
+            "int8 matmul: input has {k} features, the matrix {}",
+            m.cols()
+        );
+    }
+    let rows = x.elem_count() / k.max(1);
+    let y = with_cpu_f32(x, |xv| match bias {
+        Some(b) => with_cpu_f32(b, |bv| m.matmul(xv, rows, Some(bv))),
+        None => Ok(m.matmul(xv, rows, None)),
+    })??;
+    let mut out = dims;
+    *out.last_mut().expect("non-empty") = m.rows();
+    Tensor::from_vec(y, out, &Device::Cpu)
 }
 
 impl Matrix {
@@ -215,6 +285,7 @@ impl Matrix {
                 y.reshape(out)
             }
             Matrix::Quant(q) => q.forward(x),
+            Matrix::Int8(m) => int8_apply(m, x, None),
         }
     }
 }
@@ -227,6 +298,9 @@ pub struct Linear {
 
 impl Linear {
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if let Matrix::Int8(m) = &self.w {
+            return int8_apply(m, x, self.b.as_ref());
+        }
         let y = self.w.apply(x)?;
         match &self.b {
             Some(b) => y.broadcast_add(b),
@@ -236,13 +310,14 @@ impl Linear {
 }
 
 /// Parses a `--quantize` value.
-pub fn parse_quant(s: &str) -> Result<Option<GgmlDType>> {
+pub fn parse_quant(s: &str) -> Result<Option<Quant>> {
     Ok(match s.to_ascii_lowercase().as_str() {
         "none" | "f32" | "" => None,
-        "q8_0" | "int8" => Some(GgmlDType::Q8_0),
-        "q4_0" => Some(GgmlDType::Q4_0),
-        "q4k" | "q4_k" => Some(GgmlDType::Q4K),
-        "q6k" | "q6_k" => Some(GgmlDType::Q6K),
-        other => bail!("unknown quantization `{other}` (none, q8_0, q4_0, q4k, q6k)"),
+        "int8" => Some(Quant::Int8),
+        "q8_0" => Some(Quant::Ggml(GgmlDType::Q8_0)),
+        "q4_0" => Some(Quant::Ggml(GgmlDType::Q4_0)),
+        "q4k" | "q4_k" => Some(Quant::Ggml(GgmlDType::Q4K)),
+        "q6k" | "q6_k" => Some(Quant::Ggml(GgmlDType::Q6K)),
+        other => bail!("unknown quantization `{other}` (none, int8, q8_0, q4_0, q4k, q6k)"),
     })
 }
