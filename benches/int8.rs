@@ -1,6 +1,7 @@
 //! Matmul kernels side by side on the translator's matrix shapes: tarjuma's int8 kernel,
-//! candle's Q8_0 `QMatMul` and candle's f32 matmul (weights stored [in, out] as the
-//! model keeps them). Prints GMAC/s per kernel and the ratios. Not a test.
+//! candle's Q8_0 `QMatMul`, candle's f32 matmul (weights stored [in, out] as the model
+//! keeps them) and, for one row, tarjuma's f32 GEMV on the same layout. Prints GMAC/s
+//! per kernel and the ratios. Not a test.
 //!
 //! cargo bench --bench int8 -- [--threads 2] [--rows 1,16,640] [--reps N]
 
@@ -52,8 +53,8 @@ fn main() -> Result<()> {
         ("nllb head", 256206, 1024),
     ];
     println!(
-        "{:<12} {:>5} {:>9} {:>9} {:>9} {:>8} {:>8}",
-        "shape", "rows", "int8", "q8_0", "f32", "i8/q8", "i8/f32"
+        "{:<12} {:>5} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>9}",
+        "shape", "rows", "int8", "q8_0", "f32", "gemv", "i8/q8", "i8/f32", "gemv/f32"
     );
     for (name, n, k) in shapes {
         let w = Tensor::randn(0f32, 0.05, (n, k), &Device::Cpu)?;
@@ -61,6 +62,8 @@ fn main() -> Result<()> {
         let i8m = Int8Matrix::quantize(&wv, n, k);
         let q8 = QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q8_0)?)?;
         let wt = w.t()?.contiguous()?;
+        // In huge pages, as the model keeps its dense matrices.
+        let wtv = tarjuma::backend::hugepages::copied(&wt.flatten_all()?.to_vec1::<f32>()?);
         for &m in &rows {
             let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
             let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
@@ -76,8 +79,16 @@ fn main() -> Result<()> {
                 std::hint::black_box(x.matmul(&wt).unwrap());
             });
             let g = |t: f64| macs / t / 1e9;
+            let (gv, ratio) = if m == 1 && tarjuma::backend::gemv::available() {
+                let tg = time(reps, || {
+                    std::hint::black_box(tarjuma::backend::gemv::gemv(&xv, &wtv, k, n, None));
+                });
+                (format!("{:.1}", g(tg)), format!("{:.2}x", tf / tg))
+            } else {
+                ("-".into(), "-".into())
+            };
             println!(
-                "{name:<12} {m:>5} {:>9.1} {:>9.1} {:>9.1} {:>7.2}x {:>7.2}x",
+                "{name:<12} {m:>5} {:>9.1} {:>9.1} {:>9.1} {gv:>9} {:>7.2}x {:>7.2}x {ratio:>9}",
                 g(ti),
                 g(tq),
                 g(tf),

@@ -127,7 +127,7 @@ impl Int8Matrix {
         );
         let panels = n.div_ceil(PANEL);
         let k4 = k / 4;
-        let mut packed = vec![0i8; panels * PANEL * k];
+        let mut packed = crate::backend::hugepages::filled(panels * PANEL * k, 0i8);
         let mut scale = vec![0f32; panels * PANEL];
         let mut offset = vec![0i32; panels * PANEL];
         let mut q = vec![0i8; k];

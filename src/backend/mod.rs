@@ -1,7 +1,9 @@
 //! Model backends. One narrow trait per kind of model; an enum picks the concrete
 //! implementation from the model's own metadata.
 
+pub mod gemv;
 pub mod gguf;
+pub mod hugepages;
 pub mod int8;
 pub mod seq2seq;
 

@@ -224,7 +224,15 @@ impl Weights {
             }
             // Stored as [in, out], contiguous: with Wᵀ as a strided view, gemm would
             // repack the whole matrix on every call (half the decode time at batch 16).
-            _ => Ok(Matrix::Dense(t.t()?.contiguous()?)),
+            // On the CPU in huge pages, which one-row decoding streams faster.
+            _ => {
+                let wt = t.t()?.contiguous()?;
+                if !wt.device().is_cpu() {
+                    return Ok(Matrix::Dense(wt));
+                }
+                let v = with_cpu_f32(&wt, crate::backend::hugepages::copied)?;
+                Ok(Matrix::Dense(Tensor::from_vec(v, (k, n), &Device::Cpu)?))
+            }
         }
     }
 }
@@ -275,18 +283,35 @@ impl Matrix {
     /// `x Wᵀ` for x of shape [..., in].
     pub fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Matrix::Dense(wt) => {
-                let dims = x.dims().to_vec();
-                let k = *dims.last().expect("x has a last dimension");
-                let rows = x.elem_count() / k;
-                let y = x.reshape((rows, k))?.matmul(wt)?;
-                let mut out = dims;
-                *out.last_mut().expect("non-empty") = wt.dim(1)?;
-                y.reshape(out)
-            }
+            Matrix::Dense(wt) => dense_apply(wt, x, None),
             Matrix::Quant(q) => q.forward(x),
             Matrix::Int8(m) => int8_apply(m, x, None),
         }
+    }
+}
+
+/// `x · wt (+ bias)` for dense `wt` [in, out]: our GEMV for a single row on the CPU
+/// (where gemm is far from memory speed), candle's matmul otherwise.
+fn dense_apply(wt: &Tensor, x: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let k = *dims.last().expect("x has a last dimension");
+    let rows = x.elem_count() / k.max(1);
+    let (wk, n) = wt.dims2()?;
+    let mut out = dims;
+    *out.last_mut().expect("non-empty") = n;
+    if rows == 1 && k == wk && wt.device().is_cpu() && crate::backend::gemv::available() {
+        let y = with_cpu_f32(x, |xv| {
+            with_cpu_f32(wt, |wv| match bias {
+                Some(b) => with_cpu_f32(b, |bv| crate::backend::gemv::gemv(xv, wv, k, n, Some(bv))),
+                None => Ok(crate::backend::gemv::gemv(xv, wv, k, n, None)),
+            })
+        })???;
+        return Tensor::from_vec(y, out, &Device::Cpu);
+    }
+    let y = x.reshape((rows, k))?.matmul(wt)?.reshape(out)?;
+    match bias {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
     }
 }
 
@@ -298,8 +323,10 @@ pub struct Linear {
 
 impl Linear {
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if let Matrix::Int8(m) = &self.w {
-            return int8_apply(m, x, self.b.as_ref());
+        match &self.w {
+            Matrix::Int8(m) => return int8_apply(m, x, self.b.as_ref()),
+            Matrix::Dense(wt) => return dense_apply(wt, x, self.b.as_ref()),
+            Matrix::Quant(_) => {}
         }
         let y = self.w.apply(x)?;
         match &self.b {
