@@ -7,6 +7,7 @@
 //!
 //! cargo bench --bench nmt -- --model DIR [--kind marian|nllb] [--quantize int8|q8_0]
 //!     [--batch 16] [--threads 2] [--src-len 40] [--tgt-len 40] [--n 64] [--reps 3]
+//!     [--beams 1]   (beam search instead of greedy; not what the peers' script does)
 
 use std::time::Instant;
 
@@ -26,6 +27,7 @@ struct Args {
     tgt_len: usize,
     n: usize,
     reps: usize,
+    beams: usize,
     label: String,
 }
 
@@ -40,6 +42,7 @@ fn parse() -> Result<Args> {
         tgt_len: 40,
         n: 64,
         reps: 3,
+        beams: 1,
         label: String::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -58,6 +61,7 @@ fn parse() -> Result<Args> {
             "--tgt-len" => a.tgt_len = v()?.parse()?,
             "--n" => a.n = v()?.parse()?,
             "--reps" => a.reps = v()?.parse()?,
+            "--beams" => a.beams = v()?.parse()?,
             "--label" => a.label = v()?,
             other => bail!("unknown argument {other}"),
         }
@@ -146,6 +150,7 @@ fn main() -> Result<()> {
     let gen = GenOptions {
         max_new: LengthLimit::fixed(a.tgt_len),
         min_new: a.tgt_len,
+        beams: a.beams,
         ..GenOptions::for_model(&cfg)
     };
     let batches: Vec<&[Vec<u32>]> = srcs.chunks(a.batch).collect();
@@ -186,7 +191,7 @@ fn main() -> Result<()> {
         "label": a.label, "engine": "tarjuma", "model": a.model, "kind": a.kind,
         "compute_type": if quant.is_some() { a.quantize.clone() } else { "float32".into() },
         "n": a.n, "src_len": a.src_len, "tgt_len": a.tgt_len, "batch": a.batch,
-        "threads": a.threads, "new_tokens_per_rep": n_new, "output_lengths": lens_seen,
+        "threads": a.threads, "beams": a.beams, "new_tokens_per_rep": n_new, "output_lengths": lens_seen,
         "tok_s_reps": reps.iter().map(|&x| r2(x)).collect::<Vec<_>>(),
         "tok_s_mean": r2(m), "tok_s_stdev": r2(sd),
         "per_batch_tok_s_mean": r2(pm), "per_batch_tok_s_stdev": r2(psd),
