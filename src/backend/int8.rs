@@ -183,7 +183,7 @@ impl Int8Matrix {
             assert_eq!(b.len(), n, "bias has {} values, not {n}", b.len());
         }
         assert!(
-            Kernel::available().contains(&kernel),
+            kernel == Kernel::best() || Kernel::available().contains(&kernel),
             "{kernel:?} is not supported by this CPU"
         );
         // Quantized rows: i8 for the AVX2 and portable kernels; for VNNI offset by 128

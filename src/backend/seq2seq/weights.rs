@@ -250,12 +250,12 @@ fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Resu
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     let candle_core::Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("int8 matmul needs a CPU tensor")
+        candle_core::bail!("expected a CPU tensor, found one on {:?}", t.device())
     };
     let v = cpu.as_slice::<f32>()?;
     let (a, b) = layout
         .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("int8 matmul: tensor not contiguous".into()))?;
+        .ok_or_else(|| candle_core::Error::Msg("tensor not contiguous".into()))?;
     Ok(f(&v[a..b]))
 }
 
@@ -322,16 +322,18 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// Our kernels add the bias as they write the output; `QMatMul` needs an extra op.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match &self.w {
-            Matrix::Int8(m) => return int8_apply(m, x, self.b.as_ref()),
-            Matrix::Dense(wt) => return dense_apply(wt, x, self.b.as_ref()),
-            Matrix::Quant(_) => {}
-        }
-        let y = self.w.apply(x)?;
-        match &self.b {
-            Some(b) => y.broadcast_add(b),
-            None => Ok(y),
+            Matrix::Int8(m) => int8_apply(m, x, self.b.as_ref()),
+            Matrix::Dense(wt) => dense_apply(wt, x, self.b.as_ref()),
+            Matrix::Quant(q) => {
+                let y = q.forward(x)?;
+                match &self.b {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
+                }
+            }
         }
     }
 }
