@@ -35,6 +35,106 @@ pub enum Command {
     /// List, fetch, verify and locate models.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Score a run (or plain lines) against references: BLEU, chrF, chrF++ (as sacrebleu),
+    /// ROUGE-1/2/L (as rouge-score with stemming), and key-fact recall.
+    ///
+    /// HYP is a run's --out directory or results.jsonl (translations are scored paragraph
+    /// by paragraph, summaries as their bullets joined), or a text file with one segment
+    /// per line. REF is a text file with one reference per line, or JSONL of
+    /// {"id", "translation", "summary"} matched by id ("translation" a string of one
+    /// paragraph per line, or a list of paragraphs). Misaligned inputs are an error that
+    /// names the first mismatch.
+    Eval(EvalArgs),
+    /// Join the --out directories of shards into one results.jsonl (plus the Markdown
+    /// pages), checking that no article is missing (against --inputs) or duplicated.
+    ///
+    /// Exits 1 and names them when something is.
+    Merge(MergeArgs),
+    /// Write one self-contained HTML page comparing runs side by side: the Urdu source
+    /// beside each run's translation, paragraph by paragraph, bullets, warnings, metrics
+    /// and a speed/quality chart.
+    Report(ReportArgs),
+}
+
+/// What `run` does with articles that are not Urdu.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum NonUrduArg {
+    /// Record them as failed.
+    Error,
+    /// Keep them as they are (and summarise English).
+    Pass,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The --out directories of the shards.
+    #[arg(required = true, value_name = "OUT_DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Where to write the merged results.jsonl, Markdown pages and run.json.
+    #[arg(long, short, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The batch's inputs (as given to `run`): every article they hold must be in one
+    /// shard, and in only one.
+    #[arg(long, value_name = "INPUT", num_args = 1..)]
+    pub inputs: Vec<String>,
+}
+
+/// Which text of a run `--facts` is checked against.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FactsIn {
+    /// The summary bullets.
+    Summary,
+    /// The whole translation.
+    Translation,
+}
+
+/// References and key facts, shared by `eval` and `report`.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// References: a text file with one reference per line, or JSONL of
+    /// {"id", "translation", "summary"}.
+    #[arg(long = "ref", value_name = "REF")]
+    pub reference: Option<PathBuf>,
+    /// Key facts a good summary must carry, one per line: `id | alternative | ... ;
+    /// alternative | ...` (groups split by `;` must all match, one alternative each; ids
+    /// starting with `x-` are traps that must not appear; `[article-id]` starts the facts
+    /// of one article). See README.md.
+    #[arg(long, value_name = "FILE")]
+    pub facts: Option<PathBuf>,
+    /// Check the facts against the summary or the whole translation.
+    #[arg(long, value_name = "TEXT", value_enum, default_value_t = FactsIn::Summary)]
+    pub facts_in: FactsIn,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A run's --out directory, its results.jsonl, or a text file (one segment per line).
+    #[arg(long, value_name = "HYP")]
+    pub hyp: PathBuf,
+    #[command(flatten)]
+    pub score: ScoreArgs,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The --out directories of the runs to compare (or their results.jsonl files).
+    #[arg(required = true, value_name = "RUN_DIR")]
+    pub runs: Vec<PathBuf>,
+    /// The HTML file to write.
+    #[arg(long, short, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Title of the page.
+    #[arg(
+        long,
+        value_name = "TEXT",
+        default_value = "tarjuma: runs side by side"
+    )]
+    pub title: String,
+    #[command(flatten)]
+    pub score: ScoreArgs,
 }
 
 #[derive(Debug, Args)]
@@ -49,6 +149,40 @@ pub struct RunArgs {
     /// Process articles again even if DIR/results.jsonl already has them as ok.
     #[arg(long)]
     pub force: bool,
+    /// Take only shard I of N (0-based): the articles whose id hashes to I, so adding
+    /// a file never moves the others. Defaults from JOB_COMPLETION_INDEX with --shards
+    /// (a Kubernetes Indexed Job) or from SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT
+    /// (a Slurm job array). Give each shard its own --out, then `tarjuma merge`.
+    #[arg(long, value_name = "I/N", env = "TARJUMA_SHARD")]
+    pub shard: Option<String>,
+    /// The number of shards, with JOB_COMPLETION_INDEX (a Kubernetes Indexed Job's
+    /// completions).
+    #[arg(long, value_name = "N", env = "TARJUMA_SHARDS")]
+    pub shards: Option<usize>,
+    /// Articles that are not Urdu (mostly Latin or another script): `error` records
+    /// them as failed ("not Urdu: looks like English"); `pass` keeps the text as it is
+    /// and still summarises it when it is English.
+    #[arg(long, value_name = "WHAT", value_enum, default_value_t = NonUrduArg::Error, env = "TARJUMA_NON_URDU")]
+    pub non_urdu: NonUrduArg,
+    /// Off a terminal (a pod log, a Slurm output file), print a progress line every
+    /// this many seconds (0: never). On a terminal a progress bar is shown instead.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 30,
+        env = "TARJUMA_PROGRESS_EVERY"
+    )]
+    pub progress_every: u64,
+    /// On SIGINT or SIGTERM, how long the article in flight may take to finish before
+    /// it is abandoned (a second signal abandons it at once). Keep it under the
+    /// scheduler's kill delay (Kubernetes terminationGracePeriodSeconds, Slurm KillWait).
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 20,
+        env = "TARJUMA_GRACE_PERIOD"
+    )]
+    pub grace_period: u64,
     #[command(flatten)]
     pub summary: SummaryArgs,
     #[command(flatten)]

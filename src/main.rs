@@ -1,16 +1,27 @@
 //! Thin entry point: parse the CLI, resolve the configuration, run, map to an exit code.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
 
-use tarjuma::cli::{Cli, Command, ModelsCommand, TextArgs};
+use tarjuma::cli::{
+    Cli, Command, EvalArgs, MergeArgs, ModelsCommand, NonUrduArg, ReportArgs, RunArgs, ScoreArgs,
+    TextArgs,
+};
 use tarjuma::config::{self, config_error, ConfigError, ModelConfig, TranslatorConfig};
+use tarjuma::eval::facts::FactSheet;
+use tarjuma::eval::runs::Run;
+use tarjuma::eval::score::{score, signatures, FactsIn, Hyp, Ref};
+use tarjuma::eval::Scores;
 use tarjuma::io::read::read_file;
 use tarjuma::models;
-use tarjuma::pipeline::job::{prepare, run_batch, summary_input, BatchConfig, Engines};
+use tarjuma::pipeline::batch::{run_batch, BatchConfig, NonUrdu, ProgressMode};
+use tarjuma::pipeline::job::{prepare, summary_input, Engines};
+use tarjuma::pipeline::merge::merge;
+use tarjuma::pipeline::shard::Shard;
 use tarjuma::text::script::arabic_letter_ratio;
 use tarjuma::text::{Kind, Paragraph};
 
@@ -22,7 +33,7 @@ fn main() -> ExitCode {
     let threads = match &cli.command {
         Command::Run(a) => a.model.threads,
         Command::Translate(a) | Command::Summarize(a) => a.model.threads,
-        Command::Models(_) => None,
+        Command::Models(_) | Command::Eval(_) | Command::Report(_) | Command::Merge(_) => None,
     };
     config::set_threads(threads);
     tracing_subscriber::fmt()
@@ -82,45 +93,298 @@ fn clap_exit(e: clap::Error) -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run(a) => {
-            let max_bullets = config::validate_bullets(a.summary.max_bullets)?;
-            let mc = ModelConfig::from_args(&a.model)?;
-            let tc = TranslatorConfig::from_args(&a.translator, &a.model)?;
-            // Check inputs before loading (and maybe fetching) the models.
-            tarjuma::io::read::articles(&a.inputs).map_err(|e| config_error(e.to_string()))?;
-            let nmt = tc.map(|t| t.load()).transpose()?;
-            let mut engines = Engines {
-                lm: Some(mc.load()?),
-                nmt,
-            };
-            let cfg = BatchConfig {
-                inputs: a.inputs,
-                out: a.out.clone(),
-                force: a.force,
-                max_bullets,
-                translate: mc.translate.clone(),
-                progress: mc.progress,
-            };
-            let o = run_batch(&mut engines, &cfg)?;
-            if !a.model.quiet {
-                eprintln!(
-                    "tarjuma: {} ok, {} failed, {} already done; results in {}",
-                    o.ok,
-                    o.failed,
-                    o.skipped,
-                    a.out.join("results.jsonl").display()
-                );
-            }
-            Ok(if o.failed > 0 {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
+        Command::Run(a) => run_cmd(a),
         Command::Translate(a) => translate(a),
         Command::Summarize(a) => summarize(a),
         Command::Models(m) => models_cmd(m),
+        Command::Eval(a) => eval_cmd(a),
+        Command::Merge(a) => merge_cmd(a),
+        Command::Report(a) => report_cmd(a),
     }
+}
+
+/// The reference and fact sheet of `eval` and `report` (usage errors when unreadable).
+fn score_inputs(a: &ScoreArgs) -> Result<(Option<Ref>, Option<FactSheet>, FactsIn)> {
+    let reference = match &a.reference {
+        Some(p) if !p.is_file() => {
+            return Err(config_error(format!(
+                "--ref `{}` does not exist",
+                p.display()
+            )))
+        }
+        Some(p) => Some(Ref::load(p).map_err(|e| config_error(format!("{e:#}")))?),
+        None => None,
+    };
+    let facts = match &a.facts {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| config_error(format!("--facts `{}`: {e}", p.display())))?;
+            let name = p.display().to_string();
+            Some(FactSheet::parse(&text, &name).map_err(|e| config_error(format!("{e:#}")))?)
+        }
+        None => None,
+    };
+    let on = match a.facts_in {
+        tarjuma::cli::FactsIn::Summary => FactsIn::Summary,
+        tarjuma::cli::FactsIn::Translation => FactsIn::Translation,
+    };
+    Ok((reference, facts, on))
+}
+
+fn eval_cmd(a: EvalArgs) -> Result<ExitCode> {
+    if a.score.reference.is_none() && a.score.facts.is_none() {
+        return Err(config_error("eval needs --ref REF, --facts FILE or both"));
+    }
+    if !a.hyp.exists() {
+        return Err(config_error(format!(
+            "--hyp `{}` does not exist",
+            a.hyp.display()
+        )));
+    }
+    let (reference, facts, on) = score_inputs(&a.score)?;
+    let hyp = Hyp::load(&a.hyp).map_err(|e| config_error(format!("{e:#}")))?;
+    let s = score(&hyp, reference.as_ref(), facts.as_ref(), on)
+        .map_err(|e| config_error(format!("{e:#}")))?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let mut v = serde_json::to_value(&s)?;
+        v["signature"] = signatures();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    write!(out, "{}", eval_table(&s))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The human-readable form of `eval`'s scores.
+fn eval_table(s: &Scores) -> String {
+    let mut t = String::new();
+    let row = |t: &mut String, name: &str, v: Option<f64>, prec: usize, n: String| {
+        if let Some(v) = v {
+            t.push_str(&format!("{name:<10} {v:>9.prec$}  {n}\n"));
+        }
+    };
+    let segs = format!("{} segments", s.segments);
+    row(&mut t, "BLEU", s.bleu, 2, segs.clone());
+    row(&mut t, "chrF", s.chrf, 2, segs.clone());
+    row(&mut t, "chrF++", s.chrf_pp, 2, segs);
+    let sums = format!("{} summaries", s.summaries);
+    row(&mut t, "ROUGE-1", s.rouge1, 4, sums.clone());
+    row(&mut t, "ROUGE-2", s.rouge2, 4, sums.clone());
+    row(&mut t, "ROUGE-L", s.rouge_l, 4, sums);
+    if let Some(f) = &s.facts {
+        let recall = f.recall.map_or("–".into(), |r| format!("{r:.4}"));
+        t.push_str(&format!(
+            "{:<10} {recall:>9}  {}/{} facts, {} traps hit\n",
+            "recall", f.found, f.total, f.traps_hit
+        ));
+        for a in &f.articles {
+            if a.missed.is_empty() && a.traps_hit.is_empty() {
+                continue;
+            }
+            let r = a.recall.map_or("–".into(), |r| format!("{r:.2}"));
+            t.push_str(&format!("  {} (recall {r})", a.id));
+            if !a.missed.is_empty() {
+                t.push_str(&format!(": missed {}", a.missed.join(", ")));
+            }
+            if !a.traps_hit.is_empty() {
+                t.push_str(&format!("; traps hit {}", a.traps_hit.join(", ")));
+            }
+            t.push('\n');
+        }
+    }
+    if s.bleu.is_some() || s.rouge1.is_some() {
+        t.push_str("signatures:\n");
+        if s.bleu.is_some() {
+            t.push_str(&format!("  BLEU    {}\n", tarjuma::eval::bleu::SIGNATURE));
+            t.push_str(&format!(
+                "  chrF    {}\n",
+                tarjuma::eval::chrf::signature(0)
+            ));
+            t.push_str(&format!(
+                "  chrF++  {}\n",
+                tarjuma::eval::chrf::signature(2)
+            ));
+        }
+        if s.rouge1.is_some() {
+            t.push_str(&format!("  ROUGE   {}\n", tarjuma::eval::rouge::SIGNATURE));
+        }
+    }
+    t
+}
+
+fn report_cmd(a: ReportArgs) -> Result<ExitCode> {
+    let (reference, facts, on) = score_inputs(&a.score)?;
+    let mut runs = Vec::new();
+    let mut scores = Vec::new();
+    for dir in &a.runs {
+        if !dir.exists() {
+            return Err(config_error(format!(
+                "run `{}` does not exist",
+                dir.display()
+            )));
+        }
+        let run = Run::load(dir).map_err(|e| config_error(format!("{e:#}")))?;
+        let hyp = Hyp::Run(run);
+        let s = if reference.is_some() || facts.is_some() {
+            score(&hyp, reference.as_ref(), facts.as_ref(), on)
+                .map_err(|e| config_error(format!("{}: {e:#}", dir.display())))?
+        } else {
+            Scores::default()
+        };
+        let Hyp::Run(run) = hyp else { unreachable!() };
+        runs.push(run);
+        scores.push(s);
+    }
+    let html = tarjuma::eval::report::render(&runs, &scores, &a.title);
+    if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
+    }
+    tarjuma::io::write::write_atomic(&a.out, &html)?;
+    eprintln!("tarjuma: wrote {}", a.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_cmd(a: RunArgs) -> Result<ExitCode> {
+    let max_bullets = config::validate_bullets(a.summary.max_bullets)?;
+    let shard = Shard::resolve(a.shard.as_deref(), a.shards, |k| std::env::var(k).ok())
+        .map_err(config_error)?;
+    let mc = ModelConfig::from_args(&a.model)?;
+    let tc = TranslatorConfig::from_args(&a.translator, &a.model)?;
+    // Check inputs before loading (and maybe fetching) the models.
+    tarjuma::io::read::articles(&a.inputs).map_err(|e| config_error(e.to_string()))?;
+    if let Some((s, from)) = shard {
+        if !a.model.quiet {
+            eprintln!("tarjuma: shard {s} (from {from})");
+        }
+    }
+    let shard = shard.map(|(s, _)| s);
+    let settings = serde_json::json!({
+        "command": std::env::args().collect::<Vec<_>>(),
+        "inputs": a.inputs,
+        "out": a.out,
+        "model": a.model.model,
+        "translator": a.translator.translator,
+        "quantize": a.translator.quantize,
+        "beams": a.translator.beams,
+        "max_bullets": max_bullets,
+        "non_urdu": format!("{:?}", a.non_urdu).to_lowercase(),
+        "force": a.force,
+        "device": a.model.device,
+        "threads": a.model.threads,
+        "temperature": a.model.temperature,
+        "seed": a.model.seed,
+        "context": a.model.context,
+        "chunk_tokens": a.model.chunk_tokens,
+    });
+    let nmt = tc.map(|t| t.load()).transpose()?;
+    let mut engines = Engines {
+        lm: Some(mc.load()?),
+        nmt,
+    };
+    let progress = if a.model.quiet {
+        ProgressMode::Off
+    } else if std::io::stderr().is_terminal() {
+        ProgressMode::Bar
+    } else if a.progress_every == 0 {
+        ProgressMode::Off
+    } else {
+        ProgressMode::Lines(Duration::from_secs(a.progress_every))
+    };
+    let cfg = BatchConfig {
+        inputs: a.inputs,
+        out: a.out.clone(),
+        force: a.force,
+        max_bullets,
+        translate: mc.translate.clone(),
+        progress,
+        shard,
+        non_urdu: match a.non_urdu {
+            NonUrduArg::Error => NonUrdu::Error,
+            NonUrduArg::Pass => NonUrdu::Pass,
+        },
+        grace: Duration::from_secs(a.grace_period),
+        settings,
+    };
+    let o = run_batch(&mut engines, &cfg)?;
+    if !a.model.quiet {
+        let others = if o.other_shards > 0 {
+            format!(", {} left to other shards", o.other_shards)
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "tarjuma: {} ok, {} failed, {} already done{others}; results in {}",
+            o.ok,
+            o.failed,
+            o.skipped,
+            a.out.join("results.jsonl").display()
+        );
+    }
+    if let Some(sig) = o.signal {
+        if !a.model.quiet {
+            eprintln!(
+                "tarjuma: stopped by a signal; rerun the same command to resume ({})",
+                a.out.join("run.json").display()
+            );
+        }
+        return Ok(ExitCode::from((128 + sig) as u8));
+    }
+    Ok(if o.failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn merge_cmd(a: MergeArgs) -> Result<ExitCode> {
+    for d in &a.dirs {
+        if !d.is_dir() {
+            return Err(config_error(format!(
+                "shard directory `{}` does not exist",
+                d.display()
+            )));
+        }
+    }
+    let inputs = (!a.inputs.is_empty()).then_some(a.inputs.as_slice());
+    let o = merge(&a.dirs, &a.out, inputs)?;
+    eprintln!(
+        "tarjuma: merged {} records ({} errors) from {} directories into {}",
+        o.records,
+        o.errors,
+        a.dirs.len(),
+        a.out.join("results.jsonl").display()
+    );
+    let mut bad = false;
+    if !o.missing.is_empty() {
+        bad = true;
+        eprintln!(
+            "tarjuma: {} articles are missing (in no shard): {}",
+            o.missing.len(),
+            o.missing.join(", ")
+        );
+    }
+    for (id, dirs) in &o.duplicated {
+        bad = true;
+        let d: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+        eprintln!(
+            "tarjuma: article `{id}` was done by more than one shard: {} (the first was kept)",
+            d.join(", ")
+        );
+    }
+    if !o.unexpected.is_empty() {
+        eprintln!(
+            "tarjuma: warning: {} records are not from the given inputs: {}",
+            o.unexpected.len(),
+            o.unexpected.join(", ")
+        );
+    }
+    Ok(if bad {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn read_input(input: &str) -> Result<String> {

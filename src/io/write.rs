@@ -65,6 +65,10 @@ pub struct Record {
     pub source: String,
     pub status: Status,
     pub error: Option<String>,
+    /// What the text looked like: `Urdu`, or (kept as it is with `--non-urdu pass`)
+    /// e.g. `English`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
     pub paragraphs: Vec<ParagraphRecord>,
     pub summary: Vec<String>,
     #[serde(default)]
@@ -74,35 +78,166 @@ pub struct Record {
     /// The dedicated translation model, when one translated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub translator: Option<ModelInfo>,
+    /// The shard that wrote the record (`--shard`, or the scheduler's index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::pipeline::shard::Shard>,
     pub timings: Timings,
 }
 
+/// What a rerun needs to know of an article already in `results.jsonl` (kept small: a
+/// resumed batch of 20,000 articles must not hold their texts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Done {
+    pub ok: bool,
+    pub model_sha256: String,
+    pub translator_sha256: Option<String>,
+    pub source: String,
+}
+
+/// `DIR/results.jsonl`, owned by one process at a time (an advisory lock on
+/// `DIR/.tarjuma.lock`, released by the kernel even on SIGKILL).
 pub struct ResultsFile {
     path: PathBuf,
     file: File,
+    _lock: File,
+}
+
+/// Takes the output directory's lock, or says who holds it.
+pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join(".tarjuma.lock");
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own; no memory is involved.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        let holder = fs::read_to_string(&path).unwrap_or_default();
+        anyhow::bail!(
+            "another tarjuma process ({}) is writing {}; give each run (and each shard) its \
+             own --out directory",
+            holder
+                .trim()
+                .strip_prefix("pid ")
+                .map_or("pid unknown".into(), |p| format!("pid {p}")),
+            dir.display()
+        );
+    }
+    f.set_len(0)?;
+    write!(f, "pid {}", std::process::id())?;
+    Ok(f)
+}
+
+/// Drops a torn last line (a crash mid-write leaves a line without its newline) and
+/// says how many bytes went. Complete lines are never touched.
+fn drop_torn_tail(path: &Path, file: &File) -> Result<Option<u64>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(None);
+    }
+    let mut f = File::open(path)?;
+    // Walk back from the end to the last newline, in blocks.
+    let mut end = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let start = end.saturating_sub(buf.len() as u64);
+        let n = (end - start) as usize;
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut buf[..n])?;
+        if let Some(i) = buf[..n].iter().rposition(|&b| b == b'\n') {
+            let keep = start + i as u64 + 1;
+            if keep == len {
+                return Ok(None);
+            }
+            file.set_len(keep)?;
+            file.sync_all()?;
+            return Ok(Some(len - keep));
+        }
+        if start == 0 {
+            file.set_len(0)?;
+            file.sync_all()?;
+            return Ok(Some(len));
+        }
+        end = start;
+    }
 }
 
 impl ResultsFile {
     pub fn open(dir: &Path) -> Result<Self> {
         fs::create_dir_all(dir)
             .with_context(|| format!("cannot create output dir {}", dir.display()))?;
+        let lock = lock_dir(dir)?;
         let path = dir.join("results.jsonl");
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        Ok(Self { path, file })
+        if let Some(n) = drop_torn_tail(&path, &file)
+            .with_context(|| format!("cannot check {}", path.display()))?
+        {
+            tracing::warn!(
+                "{}: dropped a torn last line ({n} bytes) left by an interrupted run; that \
+                 article will be done again",
+                path.display()
+            );
+            eprintln!(
+                "tarjuma: warning: {}: dropped a torn last line ({n} bytes) left by an \
+                 interrupted run; that article will be done again",
+                path.display()
+            );
+        }
+        Ok(Self {
+            path,
+            file,
+            _lock: lock,
+        })
     }
 
-    /// The last record per id already in the file (unreadable lines are skipped).
-    pub fn existing(&self) -> HashMap<String, Record> {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The last record per id already in the file. Lines that are not records are
+    /// skipped with a warning naming them.
+    pub fn existing(&self) -> HashMap<String, Done> {
         let mut out = HashMap::new();
-        if let Ok(f) = File::open(&self.path) {
-            for line in BufReader::new(f).lines().map_while(Result::ok) {
-                if let Ok(r) = serde_json::from_str::<Record>(&line) {
-                    out.insert(r.id.clone(), r);
+        let Ok(f) = File::open(&self.path) else {
+            return out;
+        };
+        #[derive(Deserialize)]
+        struct Slim {
+            id: String,
+            source: String,
+            status: Status,
+            model: ModelInfo,
+            translator: Option<ModelInfo>,
+        }
+        for (n, line) in BufReader::new(f).lines().enumerate() {
+            let Ok(line) = line else { break };
+            match serde_json::from_str::<Slim>(&line) {
+                Ok(r) => {
+                    out.insert(
+                        r.id,
+                        Done {
+                            ok: r.status == Status::Ok,
+                            model_sha256: r.model.sha256,
+                            translator_sha256: r.translator.map(|t| t.sha256),
+                            source: r.source,
+                        },
+                    );
                 }
+                Err(e) if !line.trim().is_empty() => eprintln!(
+                    "tarjuma: warning: {}:{}: not a record, ignored ({e})",
+                    self.path.display(),
+                    n + 1
+                ),
+                Err(_) => {}
             }
         }
         out
@@ -111,31 +246,32 @@ impl ResultsFile {
     pub fn append(&mut self, r: &Record) -> Result<()> {
         let mut line = serde_json::to_string(r)?;
         line.push('\n');
+        // One write per record: with O_APPEND a crash leaves at most a torn last line.
         self.file
             .write_all(line.as_bytes())
             .and_then(|_| self.file.sync_data())
             .with_context(|| format!("cannot write {}", self.path.display()))
     }
 
-    /// Rewrites the file with the last record of each id, in first-seen order.
+    /// Rewrites the file with the last record of each id, in first-seen order. It keeps
+    /// only offsets in memory and copies each record from the file, so memory does not
+    /// grow with the records' text.
     pub fn compact(&self) -> Result<()> {
-        let f = File::open(&self.path)?;
-        let mut order: Vec<String> = Vec::new();
-        let mut last: HashMap<String, String> = HashMap::new();
-        for line in BufReader::new(f).lines() {
-            let line = line?;
-            let Ok(r) = serde_json::from_str::<Record>(&line) else {
-                continue;
-            };
-            if !last.contains_key(&r.id) {
-                order.push(r.id.clone());
-            }
-            last.insert(r.id, line);
-        }
+        use std::io::{Read, Seek, SeekFrom};
+        let spans = last_spans(&self.path)?;
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        for id in order {
-            writeln!(tmp, "{}", last[&id])?;
+        let mut tmp = new_temp(dir)?;
+        {
+            let mut src = File::open(&self.path)?;
+            let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+            let mut buf = Vec::new();
+            for (offset, len) in spans {
+                buf.resize(len, 0);
+                src.seek(SeekFrom::Start(offset))?;
+                src.read_exact(&mut buf)?;
+                w.write_all(&buf)?;
+            }
+            w.flush()?;
         }
         tmp.as_file().sync_all()?;
         tmp.persist(&self.path).map_err(|e| e.error)?;
@@ -143,10 +279,71 @@ impl ResultsFile {
     }
 }
 
+/// The (offset, length with newline) of the last record of each id, in the order the
+/// ids first appear.
+pub(crate) fn last_spans_by_id(path: &Path) -> Result<Vec<(String, u64, usize)>> {
+    let (ids, spans) = spans(path)?;
+    Ok(ids
+        .into_iter()
+        .zip(spans)
+        .map(|(id, (o, l))| (id, o, l))
+        .collect())
+}
+
+fn last_spans(path: &Path) -> Result<Vec<(u64, usize)>> {
+    Ok(spans(path)?.1)
+}
+
+/// Ids in first-seen order and where each one's last record is: (offset, length).
+type Spans = (Vec<String>, Vec<(u64, usize)>);
+
+/// Ids in first-seen order, and the (offset, length with newline) of each one's last
+/// complete record line.
+fn spans(path: &Path) -> Result<Spans> {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: String,
+    }
+    let mut first: Vec<String> = Vec::new();
+    let mut last: HashMap<String, (u64, usize)> = HashMap::new();
+    let mut r = BufReader::new(File::open(path)?);
+    let mut line = String::new();
+    let mut offset = 0u64;
+    loop {
+        line.clear();
+        let n = r.read_line(&mut line)?;
+        if n == 0 {
+            break;
+        }
+        if line.ends_with('\n') {
+            if let Ok(rec) = serde_json::from_str::<IdOnly>(&line) {
+                if last.insert(rec.id.clone(), (offset, n)).is_none() {
+                    first.push(rec.id);
+                }
+            }
+        }
+        offset += n as u64;
+    }
+    let spans = first.iter().map(|id| last[id]).collect();
+    Ok((first, spans))
+}
+
+/// A temporary file in `dir` created with mode 0666 less the process umask (as any
+/// other output file), not tempfile's private 0600: colleagues must be able to read
+/// what a job wrote.
+pub fn new_temp(dir: &Path) -> Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix(".tarjuma-")
+        .permissions(fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))
+}
+
 /// Writes `text` to `path` atomically.
 pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let mut tmp = new_temp(dir.unwrap_or(Path::new(".")))?;
     tmp.write_all(text.as_bytes())?;
     tmp.as_file().sync_all()?;
     tmp.persist(path)

@@ -1,18 +1,14 @@
-//! One article through the whole data path, and a batch of them with resumable output.
+//! One article through the whole data path (the batch around it is in `batch`).
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use super::nmt::NmtTranslator;
 use super::summarize::SummaryOut;
 use super::translate::{ChunkDone, ParagraphOut, TranslateOptions};
 use super::{Lm, Usage};
-use crate::io::read::{articles, Article};
-use crate::io::write::{markdown, write_atomic, ModelInfo, Record, ResultsFile, Status, Timings};
+use crate::io::write::{ModelInfo, Timings};
 use crate::text::{normalize, paragraphs, tag_paragraphs, Kind, Paragraph};
 
 /// The paragraphs of a raw article, normalized and tagged.
@@ -104,8 +100,9 @@ impl Engines {
     }
 }
 
-/// Summarises a translated article and assembles the result.
-fn finish(
+/// Summarises a translated article and assembles the result (no bullets when
+/// `max_bullets` is 0).
+pub fn finish(
     lm: &mut Lm,
     paras: &[Paragraph],
     outs: Vec<ParagraphOut>,
@@ -120,8 +117,16 @@ fn finish(
         .map(|p| p.text.as_str())
         .collect::<Vec<_>>()
         .join("\n");
-    let (summary, u) = lm.summarize(&body, &reserve, &source, max_bullets)?;
-    usage += u;
+    let summary = if max_bullets == 0 {
+        SummaryOut {
+            bullets: Vec::new(),
+            warnings: Vec::new(),
+        }
+    } else {
+        let (summary, u) = lm.summarize(&body, &reserve, &source, max_bullets)?;
+        usage += u;
+        summary
+    };
     let summarize_seconds = t1.elapsed().as_secs_f64();
     Ok(Processed {
         paragraphs: outs,
@@ -136,7 +141,7 @@ fn finish(
     })
 }
 
-fn non_empty(raw: &str) -> Result<Vec<Paragraph>> {
+pub fn non_empty(raw: &str) -> Result<Vec<Paragraph>> {
     let paras = prepare(raw);
     anyhow::ensure!(
         !paras.is_empty(),
@@ -160,187 +165,8 @@ pub fn process(
     finish(engines.lm()?, &paras, outs, usage, secs, max_bullets)
 }
 
-pub struct BatchConfig {
-    pub inputs: Vec<String>,
-    pub out: PathBuf,
-    pub force: bool,
-    pub max_bullets: usize,
-    pub translate: TranslateOptions,
-    pub progress: bool,
-}
-
-#[derive(Debug, Default)]
-pub struct BatchOutcome {
-    pub ok: usize,
-    pub failed: usize,
-    pub skipped: usize,
-}
-
 /// An article's paragraphs, their translations, usage and share of the group's time.
-type Pretranslated = (Vec<Paragraph>, Vec<ParagraphOut>, Usage, f64);
-
-/// Articles translated together by a dedicated translator (their sentences share
-/// batches). A crash loses at most one group's work.
-const NMT_GROUP: usize = 16;
-
-/// Runs a batch. Per-article failures are recorded and counted, never fatal; an `Err`
-/// means the output itself could not be written.
-pub fn run_batch(engines: &mut Engines, cfg: &BatchConfig) -> Result<BatchOutcome> {
-    let list: Vec<Article> = articles(&cfg.inputs)
-        .map_err(|e| crate::config::config_error(e.to_string()))?
-        .collect();
-    let mut results = ResultsFile::open(&cfg.out)?;
-    let done = if cfg.force {
-        Default::default()
-    } else {
-        results.existing()
-    };
-    let bar = if cfg.progress && std::io::stderr().is_terminal() {
-        let b = ProgressBar::new(list.len() as u64);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} articles, {elapsed} elapsed, eta {eta} · {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
-    let lm = engines.lm()?;
-    let model = ModelInfo {
-        name: lm.name.clone(),
-        sha256: lm.sha256.clone(),
-    };
-    let translator = engines.translator_info();
-    let mut outcome = BatchOutcome::default();
-    let mut todo: Vec<Article> = Vec::new();
-    for a in list {
-        let up_to_date = done.get(&a.id).is_some_and(|prev| {
-            prev.status == Status::Ok
-                && prev.model.sha256 == model.sha256
-                && prev.translator.as_ref().map(|t| &t.sha256)
-                    == translator.as_ref().map(|t| &t.sha256)
-                && prev.source == a.source
-        });
-        if up_to_date {
-            outcome.skipped += 1;
-            bar.inc(1);
-        } else {
-            todo.push(a);
-        }
-    }
-    let group = if engines.nmt.is_some() { NMT_GROUP } else { 1 };
-    for chunk in todo.chunks(group) {
-        // Dedicated translator: all articles of the group in shared batches first.
-        let mut pre: Vec<Option<Result<Pretranslated>>> = chunk.iter().map(|_| None).collect();
-        if let Some(nmt) = &engines.nmt {
-            let paras: Vec<Result<Vec<Paragraph>>> = chunk
-                .iter()
-                .map(|a| match &a.text {
-                    Err(e) => Err(anyhow::anyhow!("{e}")),
-                    Ok(t) => non_empty(t),
-                })
-                .collect();
-            let ok: Vec<usize> = (0..chunk.len()).filter(|&i| paras[i].is_ok()).collect();
-            let refs: Vec<&[Paragraph]> = ok
-                .iter()
-                .map(|&i| paras[i].as_ref().map(Vec::as_slice).unwrap_or(&[]))
-                .collect();
-            bar.set_message(format!("translating {} articles", refs.len()));
-            let t0 = Instant::now();
-            let translated = nmt.translate_docs(&refs);
-            let secs = t0.elapsed().as_secs_f64();
-            let total_in: usize = match &translated {
-                Ok(v) => v.iter().flatten().map(|d| d.usage.tokens_in).sum(),
-                Err(_) => 0,
-            };
-            match translated {
-                Ok(v) => {
-                    for (&i, r) in ok.iter().zip(v) {
-                        pre[i] = Some(r.map(|d| {
-                            // The group's time, shared by source tokens.
-                            let share = d.usage.tokens_in as f64 / total_in.max(1) as f64;
-                            let p = paras[i].as_ref().map(Clone::clone).unwrap_or_default();
-                            (p, d.paragraphs, d.usage, secs * share)
-                        }));
-                    }
-                }
-                Err(e) => {
-                    for &i in &ok {
-                        pre[i] = Some(Err(anyhow::anyhow!("translator failed: {e:#}")));
-                    }
-                }
-            }
-            for (i, p) in paras.into_iter().enumerate() {
-                if let Err(e) = p {
-                    pre[i] = Some(Err(e));
-                }
-            }
-        }
-        for (a, pre) in chunk.iter().zip(pre) {
-            bar.set_message(a.id.clone());
-            let result = match (pre, &a.text) {
-                (Some(Ok((paras, outs, usage, secs))), _) => engines
-                    .lm()
-                    .and_then(|lm| finish(lm, &paras, outs, usage, secs, cfg.max_bullets)),
-                (Some(Err(e)), _) => Err(e),
-                (None, Err(e)) => Err(anyhow::anyhow!("{e}")),
-                (None, Ok(text)) => {
-                    process(engines, text, cfg.max_bullets, &cfg.translate, &mut |_| {})
-                }
-            };
-            let record = match result {
-                Ok(p) => Record {
-                    id: a.id.clone(),
-                    source: a.source.clone(),
-                    status: Status::Ok,
-                    error: None,
-                    paragraphs: p.paragraphs.into_iter().map(Into::into).collect(),
-                    summary: p.summary.bullets,
-                    summary_warnings: p.summary.warnings,
-                    model: model.clone(),
-                    translator: translator.clone(),
-                    timings: p.timings,
-                },
-                Err(e) => Record {
-                    id: a.id.clone(),
-                    source: a.source.clone(),
-                    status: Status::Error,
-                    error: Some(format!("{e:#}")),
-                    paragraphs: vec![],
-                    summary: vec![],
-                    summary_warnings: vec![],
-                    model: model.clone(),
-                    translator: translator.clone(),
-                    timings: Timings::default(),
-                },
-            };
-            if record.status == Status::Ok {
-                write_atomic(
-                    &cfg.out.join(format!("{}.md", record.id)),
-                    &markdown(&record),
-                )?;
-                outcome.ok += 1;
-            } else {
-                bar.suspend(|| {
-                    eprintln!(
-                        "tarjuma: article `{}` ({}) failed: {}",
-                        record.id,
-                        record.source,
-                        record.error.as_deref().unwrap_or("")
-                    )
-                });
-                outcome.failed += 1;
-            }
-            results.append(&record)?;
-            bar.inc(1);
-        }
-    }
-    bar.finish_and_clear();
-    results.compact()?;
-    Ok(outcome)
-}
+pub type Pretranslated = (Vec<Paragraph>, Vec<ParagraphOut>, Usage, f64);
 
 #[cfg(test)]
 mod tests {

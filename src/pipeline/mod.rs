@@ -1,8 +1,11 @@
 //! The data path for one article (translate, summarize) and for a batch (job).
 
+pub mod batch;
 pub mod guards;
 pub mod job;
+pub mod merge;
 pub mod nmt;
+pub mod shard;
 pub mod summarize;
 pub mod translate;
 

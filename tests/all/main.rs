@@ -1,9 +1,12 @@
 //! The integration test binary (one binary, as ripgrep does, so it links once).
 
+mod batch;
 mod cli;
+mod eval;
 mod fixtures;
 mod hub;
 mod real_model;
+mod report;
 mod seq2seq;
 mod text_stages;
 mod tokenizer_parity;

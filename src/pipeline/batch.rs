@@ -1,0 +1,640 @@
+//! A batch over many articles (`tarjuma run`): streaming input, resumable and crash-safe
+//! output, shards, signals and progress.
+//!
+//! - Inputs are enumerated lazily and each text is read when its turn comes; a dedicated
+//!   translator takes windows of up to [`NMT_GROUP`] articles, so memory does not grow
+//!   with the batch.
+//! - `results.jsonl` gets one appended, fsynced line per article. A crash loses at most
+//!   the article in flight; a torn last line is dropped on resume (`io::write`).
+//! - `run.json` records the settings, the models' sha256, the counts and the start and
+//!   end times; it is rewritten atomically at the start, on every signal and at the end.
+//! - SIGINT/SIGTERM finish the article in flight, or abandon it after the grace period
+//!   (at once on a second signal), write `run.json` and exit 130/143, which is what
+//!   Kubernetes and Slurm send before their SIGKILL.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use super::job::{finish, non_empty, process, Engines, Pretranslated};
+use super::shard::Shard;
+use super::translate::{ParagraphOut, TranslateOptions};
+use super::Usage;
+use crate::io::read::{articles, Article};
+use crate::io::write::{markdown, write_atomic, ModelInfo, Record, ResultsFile, Status, Timings};
+use crate::text::script::{detect_language, Language};
+use crate::text::Paragraph;
+
+/// Articles translated together by a dedicated translator (their sentences share
+/// batches). A crash loses at most one group's translations.
+pub const NMT_GROUP: usize = 16;
+
+/// How progress is shown on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// A bar with articles, tokens/s and ETA (on a terminal).
+    Bar,
+    /// One line every so often (a pod log, a Slurm output file).
+    Lines(Duration),
+    Off,
+}
+
+/// What to do with an article that is not Urdu.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NonUrdu {
+    /// An error record: "not Urdu: looks like English".
+    Error,
+    /// Keep the text as it is (no translation) and summarise it when it is English.
+    Pass,
+}
+
+pub struct BatchConfig {
+    pub inputs: Vec<String>,
+    pub out: PathBuf,
+    pub force: bool,
+    pub max_bullets: usize,
+    pub translate: TranslateOptions,
+    pub progress: ProgressMode,
+    pub shard: Option<Shard>,
+    pub non_urdu: NonUrdu,
+    /// How long a signalled run may take to finish its article in flight.
+    pub grace: Duration,
+    /// The run's settings, as recorded in `run.json`.
+    pub settings: serde_json::Value,
+}
+
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    pub ok: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    /// Articles left to other shards.
+    pub other_shards: usize,
+    /// The signal that stopped the run early (SIGINT 2, SIGTERM 15).
+    pub signal: Option<i32>,
+}
+
+/// State shared with the signal and progress threads.
+struct Shared {
+    /// Held while an article's outputs are written, so an abandoning signal never
+    /// tears a record.
+    gate: Mutex<()>,
+    finished: AtomicBool,
+    ok: AtomicUsize,
+    failed: AtomicUsize,
+    skipped: AtomicUsize,
+    other: AtomicUsize,
+    /// Articles of this shard in all (`usize::MAX` until counted).
+    total: AtomicUsize,
+    tokens_out: AtomicUsize,
+    signal: AtomicI32,
+    in_flight: Mutex<Option<String>>,
+    run_json: PathBuf,
+    started_at: SystemTime,
+    started: Instant,
+    settings: serde_json::Value,
+    models: serde_json::Value,
+    shard: Option<Shard>,
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        _ => "signal",
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+impl Shared {
+    fn counts(&self) -> serde_json::Value {
+        let total = self.total.load(SeqCst);
+        json!({
+            "ok": self.ok.load(SeqCst),
+            "failed": self.failed.load(SeqCst),
+            "skipped": self.skipped.load(SeqCst),
+            "other_shards": self.other.load(SeqCst),
+            "total": (total != usize::MAX).then_some(total),
+            "tokens_out": self.tokens_out.load(SeqCst),
+        })
+    }
+
+    /// Rewrites `run.json` atomically. `status`: running, complete, interrupted, failed.
+    fn write_run_json(&self, status: &str, abandoned: Option<&str>, error: Option<&str>) {
+        let ended = (status != "running").then(|| rfc3339(SystemTime::now()));
+        let sig = self.signal.load(SeqCst);
+        let v = json!({
+            "tarjuma": env!("CARGO_PKG_VERSION"),
+            "status": status,
+            "started": rfc3339(self.started_at),
+            "ended": ended,
+            "seconds": (self.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+            "signal": (sig != 0).then(|| signal_name(sig)),
+            "abandoned": abandoned,
+            "error": error,
+            "host": hostname(),
+            "pid": std::process::id(),
+            "shard": self.shard,
+            "settings": self.settings,
+            "models": self.models,
+            "counts": self.counts(),
+        });
+        let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
+        if let Err(e) = write_atomic(&self.run_json, &text) {
+            eprintln!(
+                "tarjuma: warning: cannot write {}: {e:#}",
+                self.run_json.display()
+            );
+        }
+    }
+
+    /// Gives up the article in flight: waits for any record being written, records the
+    /// run as interrupted and exits 128 + signal. Does nothing once the batch has ended
+    /// by itself (the caller then exits with the same code).
+    fn abandon(&self, sig: i32) {
+        let _g = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        if self.finished.load(SeqCst) {
+            return;
+        }
+        let id = self.in_flight.lock().ok().and_then(|g| g.clone());
+        self.write_run_json("interrupted", id.as_deref(), None);
+        match id {
+            Some(id) => eprintln!(
+                "tarjuma: {}: abandoned article `{id}` (it will be done again on resume)",
+                signal_name(sig)
+            ),
+            None => eprintln!("tarjuma: {}: stopped", signal_name(sig)),
+        }
+        std::process::exit(128 + sig);
+    }
+
+    fn done(&self) -> usize {
+        self.ok.load(SeqCst) + self.failed.load(SeqCst) + self.skipped.load(SeqCst)
+    }
+
+    /// "12/40 articles (1 failed, 3 already done), 85.1 tok/s, 4m10s elapsed, eta 9m"
+    fn status_line(&self) -> String {
+        let total = self.total.load(SeqCst);
+        let done = self.done();
+        let worked = self.ok.load(SeqCst) + self.failed.load(SeqCst);
+        let secs = self.started.elapsed().as_secs_f64();
+        let tps = self.tokens_out.load(SeqCst) as f64 / secs.max(1e-9);
+        let of = if total == usize::MAX {
+            String::new()
+        } else {
+            format!("/{total}")
+        };
+        let mut s = format!(
+            "{done}{of} articles ({} failed, {} already done), {tps:.1} tok/s, {} elapsed",
+            self.failed.load(SeqCst),
+            self.skipped.load(SeqCst),
+            short_duration(secs)
+        );
+        if total != usize::MAX && worked > 0 && total > done {
+            let eta = secs / worked as f64 * (total - done) as f64;
+            s.push_str(&format!(", eta {}", short_duration(eta)));
+        }
+        s
+    }
+}
+
+fn short_duration(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Starts the thread that turns SIGINT/SIGTERM into a graceful stop.
+fn watch_signals(shared: Arc<Shared>, grace: Duration) -> Result<signal_hook::iterator::Handle> {
+    let mut signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM])?;
+    let handle = signals.handle();
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            if shared.signal.swap(sig, SeqCst) != 0 {
+                shared.abandon(sig);
+            }
+            let id = shared.in_flight.lock().ok().and_then(|g| g.clone());
+            eprintln!(
+                "tarjuma: {} received: finishing {} (at most {}s), then stopping; send it \
+                 again to stop at once",
+                signal_name(sig),
+                id.map_or("the article in flight".into(), |i| format!("`{i}`")),
+                grace.as_secs()
+            );
+            let s = shared.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(grace);
+                s.abandon(sig);
+            });
+        }
+    });
+    Ok(handle)
+}
+
+/// Counts the shard's articles in the background, for the ETA. No text is read: a
+/// file's id is its name, and a JSONL line is parsed for its id.
+fn count_in_background(inputs: Vec<String>, shard: Option<Shard>, shared: Arc<Shared>) {
+    std::thread::spawn(move || {
+        let Ok(list) = articles(&inputs) else { return };
+        let n = list
+            .ids()
+            .filter(|id| shard.is_none_or(|s| s.contains(id)))
+            .count();
+        shared.total.store(n, SeqCst);
+    });
+}
+
+/// Prints a progress line every `every` until the batch ends.
+fn progress_lines(shared: Arc<Shared>, every: Duration) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let step = Duration::from_millis(200);
+        let mut next = Instant::now() + every;
+        while !shared.finished.load(SeqCst) {
+            std::thread::sleep(step);
+            if Instant::now() >= next {
+                eprintln!("tarjuma: progress: {}", shared.status_line());
+                next += every;
+            }
+        }
+    })
+}
+
+/// What happened to an article whose text is not Urdu.
+fn language_gate(raw: &str, mode: NonUrdu) -> Result<Option<&'static str>> {
+    match detect_language(raw) {
+        Language::Urdu => Ok(None),
+        Language::Other(name) if mode == NonUrdu::Error => anyhow::bail!(
+            "not Urdu: looks like {name} (use --non-urdu pass to keep such articles as \
+             they are)"
+        ),
+        Language::Other(name) => Ok(Some(name)),
+    }
+}
+
+/// A text kept as it is: its paragraphs are their own "translation".
+fn passed_through(paras: &[Paragraph]) -> Vec<ParagraphOut> {
+    paras
+        .iter()
+        .map(|p| ParagraphOut {
+            source: p.text.clone(),
+            translation: p.text.clone(),
+            kind: p.kind,
+            warnings: Vec::new(),
+        })
+        .collect()
+}
+
+/// Runs a batch. Per-article failures are recorded and counted, never fatal; an `Err`
+/// means the output itself could not be written.
+pub fn run_batch(engines: &mut Engines, cfg: &BatchConfig) -> Result<BatchOutcome> {
+    let list = articles(&cfg.inputs).map_err(|e| crate::config::config_error(e.to_string()))?;
+    let mut results = ResultsFile::open(&cfg.out)?;
+    let done = if cfg.force {
+        Default::default()
+    } else {
+        results.existing()
+    };
+    let lm = engines.lm()?;
+    let model = ModelInfo {
+        name: lm.name.clone(),
+        sha256: lm.sha256.clone(),
+    };
+    let translator = engines.translator_info();
+    let shared = Arc::new(Shared {
+        gate: Mutex::new(()),
+        finished: AtomicBool::new(false),
+        ok: AtomicUsize::new(0),
+        failed: AtomicUsize::new(0),
+        skipped: AtomicUsize::new(0),
+        other: AtomicUsize::new(0),
+        total: AtomicUsize::new(usize::MAX),
+        tokens_out: AtomicUsize::new(0),
+        signal: AtomicI32::new(0),
+        in_flight: Mutex::new(None),
+        run_json: cfg.out.join("run.json"),
+        started_at: SystemTime::now(),
+        started: Instant::now(),
+        settings: cfg.settings.clone(),
+        models: json!({"model": model, "translator": translator}),
+        shard: cfg.shard,
+    });
+    shared.write_run_json("running", None, None);
+    let signals = watch_signals(shared.clone(), cfg.grace)?;
+    if cfg.progress != ProgressMode::Off {
+        count_in_background(cfg.inputs.clone(), cfg.shard, shared.clone());
+    }
+    let bar = if cfg.progress == ProgressMode::Bar && std::io::stderr().is_terminal() {
+        let b = ProgressBar::new(0);
+        b.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} articles · {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b.enable_steady_tick(Duration::from_millis(500));
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let lines = match cfg.progress {
+        ProgressMode::Lines(every) => Some(progress_lines(shared.clone(), every)),
+        _ => None,
+    };
+    let mut batch = Batch {
+        engines,
+        cfg,
+        results: &mut results,
+        shared: shared.clone(),
+        bar: &bar,
+        model,
+        translator,
+    };
+    let group = if batch.engines.nmt.is_some() {
+        NMT_GROUP
+    } else {
+        1
+    };
+    // Other shards' articles and those already done are passed over unread.
+    let (s, shard) = (shared.clone(), cfg.shard);
+    let (model_sha, translator_sha) = (
+        batch.model.sha256.clone(),
+        batch.translator.as_ref().map(|t| t.sha256.clone()),
+    );
+    let list = list.select(move |id, source| {
+        if shard.is_some_and(|sh| !sh.contains(id)) {
+            s.other.fetch_add(1, SeqCst);
+            return false;
+        }
+        let up_to_date = done.get(id).is_some_and(|prev| {
+            prev.ok
+                && prev.model_sha256 == model_sha
+                && prev.translator_sha256 == translator_sha
+                && prev.source == source
+        });
+        if up_to_date {
+            s.skipped.fetch_add(1, SeqCst);
+        }
+        !up_to_date
+    });
+    let mut pending: Vec<Article> = Vec::with_capacity(group);
+    let mut outcome: Result<()> = Ok(());
+    for a in list {
+        if shared.signal.load(SeqCst) != 0 {
+            break;
+        }
+        pending.push(a);
+        if pending.len() == group {
+            outcome = batch.group(std::mem::take(&mut pending));
+            if outcome.is_err() {
+                break;
+            }
+        }
+    }
+    if outcome.is_ok() && !pending.is_empty() && shared.signal.load(SeqCst) == 0 {
+        outcome = batch.group(pending);
+    }
+    bar.finish_and_clear();
+    let compacted = outcome.and_then(|_| results.compact());
+    signals.close();
+    let _g = shared.gate.lock().unwrap_or_else(|e| e.into_inner());
+    shared.finished.store(true, SeqCst);
+    let sig = shared.signal.load(SeqCst);
+    let status = match (&compacted, sig) {
+        (Err(_), _) => "failed",
+        (Ok(_), 0) => "complete",
+        _ => "interrupted",
+    };
+    let err = compacted.as_ref().err().map(|e| format!("{e:#}"));
+    shared.write_run_json(status, None, err.as_deref());
+    drop(_g);
+    if let Some(t) = lines {
+        let _ = t.join();
+    }
+    compacted?;
+    Ok(BatchOutcome {
+        ok: shared.ok.load(SeqCst),
+        failed: shared.failed.load(SeqCst),
+        skipped: shared.skipped.load(SeqCst),
+        other_shards: shared.other.load(SeqCst),
+        signal: (sig != 0).then_some(sig),
+    })
+}
+
+struct Batch<'a> {
+    engines: &'a mut Engines,
+    cfg: &'a BatchConfig,
+    results: &'a mut ResultsFile,
+    shared: Arc<Shared>,
+    bar: &'a ProgressBar,
+    model: ModelInfo,
+    translator: Option<ModelInfo>,
+}
+
+/// An article ready for its summary, or why it failed.
+type Prepared = Option<Result<(Pretranslated, Option<&'static str>)>>;
+
+impl Batch<'_> {
+    /// Processes a group of articles (one, or up to [`NMT_GROUP`] with a translator).
+    fn group(&mut self, chunk: Vec<Article>) -> Result<()> {
+        let mut pre: Vec<Prepared> = chunk.iter().map(|_| None).collect();
+        if self.engines.nmt.is_some() {
+            self.pretranslate(&chunk, &mut pre);
+        }
+        for (a, pre) in chunk.iter().zip(pre) {
+            if self.shared.signal.load(SeqCst) != 0 {
+                break;
+            }
+            *self
+                .shared
+                .in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(a.id.clone());
+            self.bar
+                .set_message(format!("{} · {}", a.id, self.shared.status_line()));
+            let result = match (pre, &a.text) {
+                (Some(Ok(((paras, outs, usage, secs), lang))), _) => self
+                    .summarize(&paras, outs, usage, secs, lang)
+                    .map(|p| (p, lang)),
+                (Some(Err(e)), _) => Err(e),
+                (None, Err(e)) => Err(anyhow::anyhow!("{e}")),
+                (None, Ok(text)) => self.one(text),
+            };
+            self.emit(a, result)?;
+        }
+        Ok(())
+    }
+
+    /// The group's Urdu articles through the translator in shared batches.
+    fn pretranslate(&mut self, chunk: &[Article], pre: &mut [Prepared]) {
+        let Some(nmt) = &self.engines.nmt else { return };
+        let mut todo: Vec<(usize, Vec<Paragraph>)> = Vec::new();
+        for (i, a) in chunk.iter().enumerate() {
+            let gated = match &a.text {
+                Err(e) => Err(anyhow::anyhow!("{e}")),
+                Ok(t) => language_gate(t, self.cfg.non_urdu)
+                    .and_then(|lang| non_empty(t).map(|p| (p, lang))),
+            };
+            match gated {
+                Err(e) => pre[i] = Some(Err(e)),
+                Ok((paras, Some(lang))) => {
+                    let outs = passed_through(&paras);
+                    pre[i] = Some(Ok(((paras, outs, Usage::default(), 0.0), Some(lang))));
+                }
+                Ok((paras, None)) => todo.push((i, paras)),
+            }
+        }
+        if todo.is_empty() {
+            return;
+        }
+        self.bar
+            .set_message(format!("translating {} articles", todo.len()));
+        let refs: Vec<&[Paragraph]> = todo.iter().map(|(_, p)| p.as_slice()).collect();
+        let t0 = Instant::now();
+        let translated = nmt.translate_docs(&refs);
+        let secs = t0.elapsed().as_secs_f64();
+        match translated {
+            Ok(v) => {
+                let total_in: usize = v.iter().flatten().map(|d| d.usage.tokens_in).sum();
+                for ((i, paras), r) in todo.into_iter().zip(v) {
+                    pre[i] = Some(r.map(|d| {
+                        // The group's time, shared by source tokens.
+                        let share = d.usage.tokens_in as f64 / total_in.max(1) as f64;
+                        ((paras, d.paragraphs, d.usage, secs * share), None)
+                    }));
+                }
+            }
+            Err(e) => {
+                for (i, _) in todo {
+                    pre[i] = Some(Err(anyhow::anyhow!("translator failed: {e:#}")));
+                }
+            }
+        }
+    }
+
+    /// Summarises translated (or passed-through) paragraphs. A passed-through text is
+    /// summarised only when it is in the Latin script (the models summarise English).
+    fn summarize(
+        &mut self,
+        paras: &[Paragraph],
+        outs: Vec<ParagraphOut>,
+        usage: Usage,
+        secs: f64,
+        lang: Option<&'static str>,
+    ) -> Result<super::job::Processed> {
+        let max = match lang {
+            Some(l) if !l.contains("English") && !l.contains("Latin") => 0,
+            _ => self.cfg.max_bullets,
+        };
+        finish(self.engines.lm()?, paras, outs, usage, secs, max)
+    }
+
+    /// One article through the instruction model (no dedicated translator).
+    fn one(&mut self, text: &str) -> Result<(super::job::Processed, Option<&'static str>)> {
+        match language_gate(text, self.cfg.non_urdu)? {
+            None => process(
+                self.engines,
+                text,
+                self.cfg.max_bullets,
+                &self.cfg.translate,
+                &mut |_| {},
+            )
+            .map(|p| (p, None)),
+            Some(lang) => {
+                let paras = non_empty(text)?;
+                let outs = passed_through(&paras);
+                self.summarize(&paras, outs, Usage::default(), 0.0, Some(lang))
+                    .map(|p| (p, Some(lang)))
+            }
+        }
+    }
+
+    /// Writes an article's record (and its Markdown page), under the gate.
+    fn emit(
+        &mut self,
+        a: &Article,
+        result: Result<(super::job::Processed, Option<&'static str>)>,
+    ) -> Result<()> {
+        let record = match result {
+            Ok((p, lang)) => Record {
+                id: a.id.clone(),
+                source: a.source.clone(),
+                status: Status::Ok,
+                error: None,
+                language: Some(lang.unwrap_or("Urdu").to_string()),
+                paragraphs: p.paragraphs.into_iter().map(Into::into).collect(),
+                summary: p.summary.bullets,
+                summary_warnings: p.summary.warnings,
+                model: self.model.clone(),
+                translator: self.translator.clone(),
+                shard: self.cfg.shard,
+                timings: p.timings,
+            },
+            Err(e) => Record {
+                id: a.id.clone(),
+                source: a.source.clone(),
+                status: Status::Error,
+                error: Some(format!("{e:#}")),
+                language: None,
+                paragraphs: vec![],
+                summary: vec![],
+                summary_warnings: vec![],
+                model: self.model.clone(),
+                translator: self.translator.clone(),
+                shard: self.cfg.shard,
+                timings: Timings::default(),
+            },
+        };
+        let _g = self.shared.gate.lock().unwrap_or_else(|e| e.into_inner());
+        if record.status == Status::Ok {
+            write_atomic(
+                &self.cfg.out.join(format!("{}.md", record.id)),
+                &markdown(&record),
+            )?;
+        }
+        self.results.append(&record)?;
+        *self
+            .shared
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        self.shared
+            .tokens_out
+            .fetch_add(record.timings.tokens_out, SeqCst);
+        if record.status == Status::Ok {
+            self.shared.ok.fetch_add(1, SeqCst);
+        } else {
+            self.shared.failed.fetch_add(1, SeqCst);
+            self.bar.suspend(|| {
+                eprintln!(
+                    "tarjuma: article `{}` ({}) failed: {}",
+                    record.id,
+                    record.source,
+                    record.error.as_deref().unwrap_or("")
+                )
+            });
+        }
+        let total = self.shared.total.load(SeqCst);
+        if total != usize::MAX {
+            self.bar.set_length(total as u64);
+        }
+        self.bar.set_position(self.shared.done() as u64);
+        Ok(())
+    }
+}
