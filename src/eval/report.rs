@@ -55,6 +55,7 @@ a { color: var(--link); }
 .lbl { unicode-bidi: isolate; font-weight: 600; }
 .sw { display: inline-block; width: .7rem; height: .7rem; border-radius: 50%; margin-right: .4rem; vertical-align: baseline; }
 table { border-collapse: collapse; }
+.scroll { overflow-x: auto; }
 .metrics { width: 100%; font-size: .9rem; }
 .metrics th, .metrics td { padding: .4rem .6rem; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 .metrics thead th { border-bottom: 2px solid var(--fg); font-weight: 600; vertical-align: bottom; }
@@ -384,7 +385,7 @@ fn disagreement(translations: &[&str]) -> Option<f64> {
 
 fn metrics_table(h: &mut String, runs: &[Run], scores: &[Scores]) {
     h.push_str(
-        "<table class=\"metrics\">\n<thead><tr><th scope=\"col\">Run</th>\
+        "<div class=\"scroll\"><table class=\"metrics\">\n<thead><tr><th scope=\"col\">Run</th>\
          <th scope=\"col\">Models</th><th scope=\"col\">Articles ok</th>\
          <th scope=\"col\">Errors</th><th scope=\"col\">Generated tok/s</th>\
          <th scope=\"col\">BLEU</th><th scope=\"col\">chrF</th><th scope=\"col\">chrF++</th>\
@@ -427,7 +428,7 @@ fn metrics_table(h: &mut String, runs: &[Run], scores: &[Scores]) {
         );
     }
     h.push_str(
-        "</tbody>\n</table>\n<p class=\"note\">BLEU and chrF/chrF++ are sacrebleu corpus \
+        "</tbody>\n</table></div>\n<p class=\"note\">BLEU and chrF/chrF++ are sacrebleu corpus \
          scores; ROUGE is the rouge-score F-measure averaged over summaries, ×100; \
          tok/s counts generated tokens over the seconds of the run's ok articles. \
          – means not measured (no <code>--ref</code> or <code>--facts</code>).</p>\n",
