@@ -31,7 +31,7 @@ pub enum Command {
     /// Stream the English translation of one text to stdout, chunk by chunk.
     Translate(TextArgs),
     /// Print bullet points for an English or Urdu text (Urdu is translated first).
-    Summarize(TextArgs),
+    Summarize(SummarizeArgs),
     /// List, fetch, verify and locate models.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -101,8 +101,9 @@ pub struct ScoreArgs {
     /// of one article). See README.md.
     #[arg(long, value_name = "FILE")]
     pub facts: Option<PathBuf>,
-    /// Check the facts against the summary or the whole translation.
-    #[arg(long, value_name = "TEXT", value_enum, default_value_t = FactsIn::Summary)]
+    /// Check the facts against the `summary` or the whole `translation`.
+    #[arg(long, value_name = "TEXT", value_enum, default_value_t = FactsIn::Summary,
+          hide_possible_values = true)]
     pub facts_in: FactsIn,
 }
 
@@ -149,6 +150,11 @@ pub struct RunArgs {
     /// Process articles again even if DIR/results.jsonl already has them as ok.
     #[arg(long)]
     pub force: bool,
+    /// Redo only the summaries of articles already done (from the translations in
+    /// results.jsonl, which are kept): after a failed summary stage, or with another
+    /// summary model, bullet count or prompt set.
+    #[arg(long, conflicts_with = "force")]
+    pub resummarize: bool,
     /// Take only shard I of N (0-based): the articles whose id hashes to I, so adding
     /// a file never moves the others. Defaults from JOB_COMPLETION_INDEX with --shards
     /// (a Kubernetes Indexed Job) or from SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT
@@ -162,7 +168,8 @@ pub struct RunArgs {
     /// Articles that are not Urdu (mostly Latin or another script): `error` records
     /// them as failed ("not Urdu: looks like English"); `pass` keeps the text as it is
     /// and still summarises it when it is English.
-    #[arg(long, value_name = "WHAT", value_enum, default_value_t = NonUrduArg::Error, env = "TARJUMA_NON_URDU")]
+    #[arg(long, value_name = "WHAT", value_enum, default_value_t = NonUrduArg::Error,
+          env = "TARJUMA_NON_URDU", hide_possible_values = true)]
     pub non_urdu: NonUrduArg,
     /// Off a terminal (a pod log, a Slurm output file), print a progress line every
     /// this many seconds (0: never). On a terminal a progress bar is shown instead.
@@ -202,6 +209,17 @@ pub struct TextArgs {
     pub translator: TranslatorArgs,
     #[command(flatten)]
     pub model: ModelArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SummarizeArgs {
+    #[command(flatten)]
+    pub text: TextArgs,
+    /// Print one JSON object: the paragraphs, the bullets as {"text", "paragraphs"}
+    /// (0-based paragraph indexes), the dropped bullets with their reasons, and the
+    /// dateline.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The dedicated translation model (Marian, NLLB, MADLAD) and its decoding settings.
@@ -282,6 +300,11 @@ pub struct ModelArgs {
     #[arg(long, short, visible_alias = "summarizer", value_name = "NAME|PATH.gguf", env = "TARJUMA_MODEL",
           default_value = crate::models::manifest::DEFAULT_MODEL)]
     pub model: String,
+    /// Prompt set to use instead of the built-in `prompts/`: a directory with a
+    /// tasks.toml (and optionally <family>.toml chat templates). Records name the set
+    /// and its sha256, so prompt variants can be compared.
+    #[arg(long, value_name = "DIR", env = "TARJUMA_PROMPTS")]
+    pub prompts: Option<PathBuf>,
     /// Prompt family for a .gguf path (chatml, gemma); guessed from the file if not given.
     #[arg(long, value_name = "FAMILY", env = "TARJUMA_PROMPT_FAMILY")]
     pub prompt_family: Option<String>,

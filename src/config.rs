@@ -37,6 +37,8 @@ pub enum ModelSpec {
 pub struct ModelConfig {
     pub spec: ModelSpec,
     pub prompt_family: Option<String>,
+    /// `--prompts DIR` (None: the built-in prompts).
+    pub prompts: Option<PathBuf>,
     pub device: String,
     pub sampling: Sampling,
     pub context: usize,
@@ -68,9 +70,10 @@ pub fn manifest(name: &str) -> Result<Manifest> {
 }
 
 pub fn validate_bullets(n: usize) -> Result<usize> {
-    if !(1..=20).contains(&n) {
+    let most = crate::pipeline::summarize::MAX_BULLETS;
+    if !(1..=most).contains(&n) {
         return Err(config_error(format!(
-            "--max-bullets must be between 1 and 20, not {n}"
+            "--max-bullets must be between 1 and {most}, not {n}"
         )));
     }
     Ok(n)
@@ -118,11 +121,17 @@ impl ModelConfig {
         if let Some(f) = &a.prompt_family {
             prompt::family(f).map_err(|e| config_error(e.to_string()))?;
         }
+        if let Some(d) = &a.prompts {
+            // Malformed prompts are a usage error before any model is loaded.
+            prompt::prompt_set(Some(d), a.prompt_family.as_deref().unwrap_or("chatml"))
+                .map_err(|e| config_error(format!("{e:#}")))?;
+        }
         // Checked here so a bad --device is a usage error before any download.
         parse_device(&a.device).map_err(|e| config_error(e.to_string()))?;
         Ok(Self {
             spec,
             prompt_family: a.prompt_family.clone(),
+            prompts: a.prompts.clone(),
             device: a.device.clone(),
             sampling: Sampling {
                 temperature: a.temperature,
@@ -178,7 +187,12 @@ impl ModelConfig {
                     path.display()
                 ))
             })?;
-        let family = prompt::family(&family_name).map_err(|e| config_error(e.to_string()))?;
+        let set = prompt::prompt_set(self.prompts.as_deref(), &family_name)
+            .map_err(|e| config_error(format!("{e:#}")))?;
+        let family = match set.family {
+            Some(f) => f,
+            None => prompt::family(&family_name).map_err(|e| config_error(e.to_string()))?,
+        };
         // Every special token of the template must exist, or prompts would be wrong.
         for s in &family.specials {
             if loaded.tokenizer.token_id(s).is_none() {
@@ -188,14 +202,17 @@ impl ModelConfig {
                 )));
             }
         }
-        Ok(Lm::new(
+        let mut lm = Lm::new(
             loaded,
             family,
             name,
             sha256,
             self.sampling.clone(),
             self.context,
-        ))
+        );
+        lm.tasks = set.tasks;
+        lm.prompts = set.info;
+        Ok(lm)
     }
 }
 

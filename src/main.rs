@@ -9,7 +9,7 @@ use clap::Parser;
 
 use tarjuma::cli::{
     Cli, Command, EvalArgs, MergeArgs, ModelsCommand, NonUrduArg, ReportArgs, RunArgs, ScoreArgs,
-    TextArgs,
+    SummarizeArgs, TextArgs,
 };
 use tarjuma::config::{self, config_error, ConfigError, ModelConfig, TranslatorConfig};
 use tarjuma::eval::facts::FactSheet;
@@ -19,11 +19,12 @@ use tarjuma::eval::Scores;
 use tarjuma::io::read::read_file;
 use tarjuma::models;
 use tarjuma::pipeline::batch::{run_batch, BatchConfig, NonUrdu, ProgressMode};
-use tarjuma::pipeline::job::{prepare, summary_input, Engines};
+use tarjuma::pipeline::job::{prepare, summary_gap, summary_input, Engines};
 use tarjuma::pipeline::merge::merge;
 use tarjuma::pipeline::shard::Shard;
+use tarjuma::pipeline::summarize::SumPara;
 use tarjuma::text::script::arabic_letter_ratio;
-use tarjuma::text::{Kind, Paragraph};
+use tarjuma::text::Paragraph;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -32,7 +33,8 @@ fn main() -> ExitCode {
     };
     let threads = match &cli.command {
         Command::Run(a) => a.model.threads,
-        Command::Translate(a) | Command::Summarize(a) => a.model.threads,
+        Command::Translate(a) => a.model.threads,
+        Command::Summarize(a) => a.text.model.threads,
         Command::Models(_) | Command::Eval(_) | Command::Report(_) | Command::Merge(_) => None,
     };
     config::set_threads(threads);
@@ -271,6 +273,8 @@ fn run_cmd(a: RunArgs) -> Result<ExitCode> {
         "max_bullets": max_bullets,
         "non_urdu": format!("{:?}", a.non_urdu).to_lowercase(),
         "force": a.force,
+        "resummarize": a.resummarize,
+        "prompts": a.model.prompts,
         "device": a.model.device,
         "threads": a.model.threads,
         "temperature": a.model.temperature,
@@ -305,6 +309,7 @@ fn run_cmd(a: RunArgs) -> Result<ExitCode> {
             NonUrduArg::Pass => NonUrdu::Pass,
         },
         grace: Duration::from_secs(a.grace_period),
+        resummarize: a.resummarize,
         settings,
     };
     let o = run_batch(&mut engines, &cfg)?;
@@ -314,8 +319,16 @@ fn run_cmd(a: RunArgs) -> Result<ExitCode> {
         } else {
             String::new()
         };
+        let unsummarized = if o.summary_failed > 0 {
+            format!(
+                " ({} without a summary: rerun with --resummarize)",
+                o.summary_failed
+            )
+        } else {
+            String::new()
+        };
         eprintln!(
-            "tarjuma: {} ok, {} failed, {} already done{others}; results in {}",
+            "tarjuma: {} ok{unsummarized}, {} failed, {} already done{others}; results in {}",
             o.ok,
             o.failed,
             o.skipped,
@@ -460,25 +473,56 @@ fn translate(a: TextArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn summarize(a: TextArgs) -> Result<ExitCode> {
+fn summarize(args: SummarizeArgs) -> Result<ExitCode> {
+    let a = &args.text;
     let max_bullets = config::validate_bullets(a.summary.max_bullets)?;
-    let (mc, text, paras, mut engines) = open_text(&a, true)?;
-    let (body, reserve) = if is_urdu(&text) {
+    let (mc, text, paras, mut engines) = open_text(a, true)?;
+    let input: Vec<SumPara> = if is_urdu(&text) {
         let (outs, _) = engines.translate(&paras, &mc.translate, &mut |_| {})?;
         summary_input(&outs)
     } else {
-        let body = paras.iter().filter(|p| p.kind == Kind::Body);
-        (body.map(|p| p.text.clone()).collect(), Vec::new())
+        paras
+            .iter()
+            .enumerate()
+            .map(|(i, p)| SumPara {
+                index: i,
+                english: p.text.clone(),
+                source: p.text.clone(),
+                kind: p.kind,
+                usable: true,
+            })
+            .collect()
     };
-    let (s, _) = engines
-        .lm()?
-        .summarize(&body, &reserve, &text, max_bullets)?;
+    let (s, _) = engines.lm()?.summarize(&input, max_bullets)?;
+    let gap = summary_gap(&input, &s);
     let mut out = std::io::stdout().lock();
-    for b in &s.bullets {
-        writeln!(out, "- {b}")?;
+    if args.json {
+        let paragraphs: Vec<serde_json::Value> = input
+            .iter()
+            .map(|p| serde_json::json!({"index": p.index, "text": p.english, "kind": p.kind}))
+            .collect();
+        let v = serde_json::json!({
+            "dateline": s.dateline,
+            "paragraphs": paragraphs,
+            "summary": s.bullets,
+            "summary_warnings": s.warnings,
+            "dropped_bullets": s.dropped,
+            "summary_error": gap,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+    } else {
+        for b in &s.bullets {
+            writeln!(out, "- {}", b.text)?;
+        }
     }
-    if !s.warnings.is_empty() && !a.model.quiet {
-        eprintln!("tarjuma: summary warnings {:?}", s.warnings);
+    if !a.model.quiet {
+        for d in &s.dropped {
+            eprintln!("tarjuma: dropped bullet \"{}\": {}", d.text, d.reason);
+        }
+    }
+    if let Some(g) = gap {
+        eprintln!("tarjuma: no summary: {g}");
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }

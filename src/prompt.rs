@@ -38,8 +38,8 @@ pub struct Task {
 pub struct Tasks {
     pub translate: Task,
     pub translate_strict: Task,
-    pub summarize: Task,
-    pub merge: Task,
+    pub bullet: Task,
+    pub bullet_strict: Task,
 }
 
 const FAMILIES: &[(&str, &str)] = &[
@@ -55,8 +55,73 @@ pub fn family(name: &str) -> Result<Family> {
     toml::from_str(text).with_context(|| format!("prompts/{name}.toml is malformed"))
 }
 
+const BUILTIN_TASKS: &str = include_str!("../prompts/tasks.toml");
+
 pub fn tasks() -> Tasks {
-    toml::from_str(include_str!("../prompts/tasks.toml")).expect("prompts/tasks.toml is malformed")
+    toml::from_str(BUILTIN_TASKS).expect("prompts/tasks.toml is malformed")
+}
+
+/// A prompt set: the task instructions and, when the directory has one, the chat
+/// template of the family, with the name and sha256 recorded in each record.
+pub struct PromptSet {
+    pub tasks: Tasks,
+    pub family: Option<Family>,
+    pub info: crate::io::write::PromptInfo,
+}
+
+fn sha256_hex(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The built-in prompts (`dir` None), or `DIR/tasks.toml` (required) and, when present,
+/// `DIR/<family>.toml` overriding the family's chat template. Researchers compare
+/// prompt variants this way (`--prompts DIR`).
+pub fn prompt_set(dir: Option<&std::path::Path>, family_name: &str) -> Result<PromptSet> {
+    let Some(dir) = dir else {
+        let fam = FAMILIES
+            .iter()
+            .find(|(n, _)| *n == family_name)
+            .map_or("", |(_, t)| *t);
+        return Ok(PromptSet {
+            tasks: tasks(),
+            family: None,
+            info: crate::io::write::PromptInfo {
+                name: "built-in".into(),
+                sha256: sha256_hex(&[BUILTIN_TASKS, fam]),
+            },
+        });
+    };
+    let tasks_path = dir.join("tasks.toml");
+    let text = std::fs::read_to_string(&tasks_path).with_context(|| {
+        format!(
+            "--prompts {}: cannot read tasks.toml (copy prompts/tasks.toml there and edit it)",
+            dir.display()
+        )
+    })?;
+    let tasks: Tasks =
+        toml::from_str(&text).with_context(|| format!("{} is malformed", tasks_path.display()))?;
+    let fam_path = dir.join(format!("{family_name}.toml"));
+    let (family, fam_text) = match std::fs::read_to_string(&fam_path) {
+        Ok(t) => {
+            let f: Family = toml::from_str(&t)
+                .with_context(|| format!("{} is malformed", fam_path.display()))?;
+            (Some(f), t)
+        }
+        Err(_) => (None, String::new()),
+    };
+    Ok(PromptSet {
+        tasks,
+        family,
+        info: crate::io::write::PromptInfo {
+            name: dir.display().to_string(),
+            sha256: sha256_hex(&[&text, &fam_text]),
+        },
+    })
 }
 
 /// Fills `{key}` placeholders.
@@ -181,7 +246,8 @@ mod tests {
         }
         let t = tasks();
         assert!(t.translate.user.contains("{source}"));
-        assert!(t.summarize.user.contains("{text}") && t.summarize.user.contains("{n}"));
+        assert!(t.bullet.user.contains("{sentence}") && t.bullet.user.contains("{paragraph}"));
+        assert!(t.bullet_strict.user.contains("{sentence}"));
         assert!(t.translate.example_source.is_some());
     }
 

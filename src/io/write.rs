@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::pipeline::guards::Warning;
+use crate::pipeline::summarize::{Bullet, Dropped};
 use crate::pipeline::translate::ParagraphOut;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -58,9 +59,27 @@ impl From<ParagraphOut> for ParagraphRecord {
     }
 }
 
+/// The record format: 2 has grounded bullets (`{"text", "paragraphs"}`), `dateline`,
+/// `dropped_bullets`, `summary_error` and `prompts`; 1 had bullets as strings.
+pub const FORMAT: u32 = 2;
+
+fn format_1() -> u32 {
+    1
+}
+
+/// The prompt set that wrote a record: `built-in` or the `--prompts` directory, and the
+/// sha256 of its files.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PromptInfo {
+    pub name: String,
+    pub sha256: String,
+}
+
 /// One line of `results.jsonl`. See README.md for the schema.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
+    #[serde(default = "format_1")]
+    pub format: u32,
     pub id: String,
     pub source: String,
     pub status: Status,
@@ -70,9 +89,20 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
     pub paragraphs: Vec<ParagraphRecord>,
-    pub summary: Vec<String>,
+    /// The date line of the article, once (never at the head of a bullet).
+    #[serde(default)]
+    pub dateline: Option<String>,
+    pub summary: Vec<Bullet>,
     #[serde(default)]
     pub summary_warnings: Vec<Warning>,
+    /// Bullets the checks rejected, with the reason.
+    #[serde(default)]
+    pub dropped_bullets: Vec<Dropped>,
+    /// Why the summary is empty when its stage failed (the translation is kept).
+    #[serde(default)]
+    pub summary_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompts: Option<PromptInfo>,
     /// The instruction model (summaries; translation too when `translator` is absent).
     pub model: ModelInfo,
     /// The dedicated translation model, when one translated.
@@ -92,6 +122,8 @@ pub struct Done {
     pub model_sha256: String,
     pub translator_sha256: Option<String>,
     pub source: String,
+    /// Where its last record is in the file: (offset, length).
+    pub at: (u64, usize),
 }
 
 /// `DIR/results.jsonl`, owned by one process at a time (an advisory lock on
@@ -218,29 +250,55 @@ impl ResultsFile {
             model: ModelInfo,
             translator: Option<ModelInfo>,
         }
-        for (n, line) in BufReader::new(f).lines().enumerate() {
-            let Ok(line) = line else { break };
+        let mut r = BufReader::new(f);
+        let (mut line, mut offset, mut n) = (String::new(), 0u64, 0usize);
+        loop {
+            line.clear();
+            let Ok(len) = r.read_line(&mut line) else {
+                break;
+            };
+            if len == 0 {
+                break;
+            }
+            n += 1;
             match serde_json::from_str::<Slim>(&line) {
-                Ok(r) => {
+                Ok(rec) => {
                     out.insert(
-                        r.id,
+                        rec.id,
                         Done {
-                            ok: r.status == Status::Ok,
-                            model_sha256: r.model.sha256,
-                            translator_sha256: r.translator.map(|t| t.sha256),
-                            source: r.source,
+                            ok: rec.status == Status::Ok,
+                            model_sha256: rec.model.sha256,
+                            translator_sha256: rec.translator.map(|t| t.sha256),
+                            source: rec.source,
+                            at: (offset, len),
                         },
                     );
                 }
                 Err(e) if !line.trim().is_empty() => eprintln!(
-                    "tarjuma: warning: {}:{}: not a record, ignored ({e})",
+                    "tarjuma: warning: {}:{n}: not a record, ignored ({e})",
                     self.path.display(),
-                    n + 1
                 ),
                 Err(_) => {}
             }
+            offset += len as u64;
         }
         out
+    }
+
+    /// The record at `at` (from [`Done::at`]).
+    pub fn read_record(&self, at: (u64, usize)) -> Result<Record> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = File::open(&self.path)?;
+        f.seek(SeekFrom::Start(at.0))?;
+        let mut buf = vec![0u8; at.1];
+        f.read_exact(&mut buf)?;
+        serde_json::from_slice(&buf).with_context(|| {
+            format!(
+                "{}: the record at byte {} cannot be read back",
+                self.path.display(),
+                at.0
+            )
+        })
     }
 
     pub fn append(&mut self, r: &Record) -> Result<()> {
@@ -359,15 +417,29 @@ pub fn markdown(r: &Record) -> String {
         Some(t) => format!("translator: {} · summarizer: {}", t.name, r.model.name),
         None => format!("model: {}", r.model.name),
     };
-    s.push_str(&format!(
-        "Source: `{}` · {models}\n\n## Translation\n\n",
-        r.source
-    ));
-    for p in &r.paragraphs {
+    s.push_str(&format!("Source: `{}` · {models}\n\n", r.source));
+    if let Some(d) = &r.dateline {
+        s.push_str(&format!("Dateline: {d}\n\n"));
+    }
+    s.push_str("## Summary\n\n");
+    for b in &r.summary {
+        let refs: String = b
+            .paragraphs
+            .iter()
+            .map(|i| format!("[^p{}]", i + 1))
+            .collect();
+        s.push_str(&format!("- {}{refs}\n", b.text));
+    }
+    if let Some(e) = &r.summary_error {
+        s.push_str(&format!("*No summary: {e}.*\n"));
+    }
+    s.push_str("\n## Translation\n\n");
+    for (i, p) in r.paragraphs.iter().enumerate() {
+        s.push_str(&format!("**{}.** ", i + 1));
         match p.kind {
             crate::text::Kind::Body => s.push_str(&p.translation),
             crate::text::Kind::Boilerplate => {
-                s.push_str(&format!("> *[boilerplate]* {}", p.translation))
+                s.push_str(&format!("*[boilerplate]* {}", p.translation))
             }
         }
         if !p.warnings.is_empty() {
@@ -376,9 +448,28 @@ pub fn markdown(r: &Record) -> String {
         }
         s.push_str("\n\n");
     }
-    s.push_str("## Summary\n\n");
-    for b in &r.summary {
-        s.push_str(&format!("- {b}\n"));
+    // Footnotes: each cited paragraph, quoted, so a reader sees what grounds a bullet.
+    let mut cited: Vec<usize> = r
+        .summary
+        .iter()
+        .flat_map(|b| b.paragraphs.clone())
+        .collect();
+    cited.sort_unstable();
+    cited.dedup();
+    for i in cited {
+        if let Some(p) = r.paragraphs.get(i) {
+            let quote: String = p.translation.chars().take(160).collect();
+            let more = if p.translation.chars().count() > 160 {
+                "…"
+            } else {
+                ""
+            };
+            s.push_str(&format!(
+                "[^p{}]: Paragraph {}: \"{quote}{more}\"\n",
+                i + 1,
+                i + 1
+            ));
+        }
     }
     s
 }

@@ -12,6 +12,7 @@
 //!   (at once on a second signal), write `run.json` and exit 130/143, which is what
 //!   Kubernetes and Slurm send before their SIGKILL.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::SeqCst};
@@ -27,7 +28,10 @@ use super::shard::Shard;
 use super::translate::{ParagraphOut, TranslateOptions};
 use super::Usage;
 use crate::io::read::{articles, Article};
-use crate::io::write::{markdown, write_atomic, ModelInfo, Record, ResultsFile, Status, Timings};
+use crate::io::write::{
+    markdown, write_atomic, Done, ModelInfo, PromptInfo, Record, ResultsFile, Status, Timings,
+    FORMAT,
+};
 use crate::text::script::{detect_language, Language};
 use crate::text::Paragraph;
 
@@ -66,6 +70,8 @@ pub struct BatchConfig {
     pub non_urdu: NonUrdu,
     /// How long a signalled run may take to finish its article in flight.
     pub grace: Duration,
+    /// Redo the summaries of articles already done, from their translations.
+    pub resummarize: bool,
     /// The run's settings, as recorded in `run.json`.
     pub settings: serde_json::Value,
 }
@@ -74,6 +80,8 @@ pub struct BatchConfig {
 pub struct BatchOutcome {
     pub ok: usize,
     pub failed: usize,
+    /// Ok articles without a summary (`summary_error`).
+    pub summary_failed: usize,
     pub skipped: usize,
     /// Articles left to other shards.
     pub other_shards: usize,
@@ -89,6 +97,8 @@ struct Shared {
     finished: AtomicBool,
     ok: AtomicUsize,
     failed: AtomicUsize,
+    /// Ok articles whose summary stage failed (translation kept).
+    summary_failed: AtomicUsize,
     skipped: AtomicUsize,
     other: AtomicUsize,
     /// Articles of this shard in all (`usize::MAX` until counted).
@@ -122,6 +132,7 @@ impl Shared {
         json!({
             "ok": self.ok.load(SeqCst),
             "failed": self.failed.load(SeqCst),
+            "summary_failed": self.summary_failed.load(SeqCst),
             "skipped": self.skipped.load(SeqCst),
             "other_shards": self.other.load(SeqCst),
             "total": (total != usize::MAX).then_some(total),
@@ -324,6 +335,7 @@ pub fn run_batch(engines: &mut Engines, cfg: &BatchConfig) -> Result<BatchOutcom
         finished: AtomicBool::new(false),
         ok: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
+        summary_failed: AtomicUsize::new(0),
         skipped: AtomicUsize::new(0),
         other: AtomicUsize::new(0),
         total: AtomicUsize::new(usize::MAX),
@@ -357,10 +369,14 @@ pub fn run_batch(engines: &mut Engines, cfg: &BatchConfig) -> Result<BatchOutcom
         ProgressMode::Lines(every) => Some(progress_lines(shared.clone(), every)),
         _ => None,
     };
+    let done = Arc::new(done);
+    let prompts = engines.lm()?.prompts.clone();
     let mut batch = Batch {
         engines,
         cfg,
         results: &mut results,
+        done: done.clone(),
+        prompts,
         shared: shared.clone(),
         bar: &bar,
         model,
@@ -372,7 +388,7 @@ pub fn run_batch(engines: &mut Engines, cfg: &BatchConfig) -> Result<BatchOutcom
         1
     };
     // Other shards' articles and those already done are passed over unread.
-    let (s, shard) = (shared.clone(), cfg.shard);
+    let (s, shard, resummarize, done) = (shared.clone(), cfg.shard, cfg.resummarize, done.clone());
     let (model_sha, translator_sha) = (
         batch.model.sha256.clone(),
         batch.translator.as_ref().map(|t| t.sha256.clone()),
@@ -388,10 +404,11 @@ pub fn run_batch(engines: &mut Engines, cfg: &BatchConfig) -> Result<BatchOutcom
                 && prev.translator_sha256 == translator_sha
                 && prev.source == source
         });
-        if up_to_date {
+        if up_to_date && !resummarize {
             s.skipped.fetch_add(1, SeqCst);
+            return false;
         }
-        !up_to_date
+        true
     });
     let mut pending: Vec<Article> = Vec::with_capacity(group);
     let mut outcome: Result<()> = Ok(());
@@ -431,6 +448,7 @@ pub fn run_batch(engines: &mut Engines, cfg: &BatchConfig) -> Result<BatchOutcom
     Ok(BatchOutcome {
         ok: shared.ok.load(SeqCst),
         failed: shared.failed.load(SeqCst),
+        summary_failed: shared.summary_failed.load(SeqCst),
         skipped: shared.skipped.load(SeqCst),
         other_shards: shared.other.load(SeqCst),
         signal: (sig != 0).then_some(sig),
@@ -441,6 +459,8 @@ struct Batch<'a> {
     engines: &'a mut Engines,
     cfg: &'a BatchConfig,
     results: &'a mut ResultsFile,
+    done: Arc<HashMap<String, Done>>,
+    prompts: PromptInfo,
     shared: Arc<Shared>,
     bar: &'a ProgressBar,
     model: ModelInfo,
@@ -468,10 +488,15 @@ impl Batch<'_> {
                 .unwrap_or_else(|e| e.into_inner()) = Some(a.id.clone());
             self.bar
                 .set_message(format!("{} · {}", a.id, self.shared.status_line()));
+            if let Some(at) = self.resummarize_at(a) {
+                let record = self.resummarized(a, at)?;
+                self.write(record)?;
+                continue;
+            }
             let result = match (pre, &a.text) {
-                (Some(Ok(((paras, outs, usage, secs), lang))), _) => self
-                    .summarize(&paras, outs, usage, secs, lang)
-                    .map(|p| (p, lang)),
+                (Some(Ok(((_, outs, usage, secs), lang))), _) => {
+                    self.summarize(outs, usage, secs, lang).map(|p| (p, lang))
+                }
                 (Some(Err(e)), _) => Err(e),
                 (None, Err(e)) => Err(anyhow::anyhow!("{e}")),
                 (None, Ok(text)) => self.one(text),
@@ -488,8 +513,8 @@ impl Batch<'_> {
         for (i, a) in chunk.iter().enumerate() {
             let gated = match &a.text {
                 Err(e) => Err(anyhow::anyhow!("{e}")),
-                Ok(t) => language_gate(t, self.cfg.non_urdu)
-                    .and_then(|lang| non_empty(t).map(|p| (p, lang))),
+                Ok(t) => non_empty(t)
+                    .and_then(|p| language_gate(t, self.cfg.non_urdu).map(|lang| (p, lang))),
             };
             match gated {
                 Err(e) => pre[i] = Some(Err(e)),
@@ -532,7 +557,6 @@ impl Batch<'_> {
     /// summarised only when it is in the Latin script (the models summarise English).
     fn summarize(
         &mut self,
-        paras: &[Paragraph],
         outs: Vec<ParagraphOut>,
         usage: Usage,
         secs: f64,
@@ -542,11 +566,12 @@ impl Batch<'_> {
             Some(l) if !l.contains("English") && !l.contains("Latin") => 0,
             _ => self.cfg.max_bullets,
         };
-        finish(self.engines.lm()?, paras, outs, usage, secs, max)
+        Ok(finish(self.engines.lm()?, outs, usage, secs, max))
     }
 
     /// One article through the instruction model (no dedicated translator).
     fn one(&mut self, text: &str) -> Result<(super::job::Processed, Option<&'static str>)> {
+        non_empty(text)?;
         match language_gate(text, self.cfg.non_urdu)? {
             None => process(
                 self.engines,
@@ -557,12 +582,74 @@ impl Batch<'_> {
             )
             .map(|p| (p, None)),
             Some(lang) => {
-                let paras = non_empty(text)?;
-                let outs = passed_through(&paras);
-                self.summarize(&paras, outs, Usage::default(), 0.0, Some(lang))
+                let outs = passed_through(&non_empty(text)?);
+                self.summarize(outs, Usage::default(), 0.0, Some(lang))
                     .map(|p| (p, Some(lang)))
             }
         }
+    }
+
+    /// With `--resummarize`, where the article's ok record is (same source).
+    fn resummarize_at(&self, a: &Article) -> Option<(u64, usize)> {
+        if !self.cfg.resummarize {
+            return None;
+        }
+        self.done
+            .get(&a.id)
+            .filter(|d| d.ok && d.source == a.source)
+            .map(|d| d.at)
+    }
+
+    /// The record of an article done before, with its summary made again from the
+    /// translation it holds (nothing is translated again).
+    fn resummarized(&mut self, a: &Article, at: (u64, usize)) -> Result<Record> {
+        let old = self.results.read_record(at)?;
+        let outs: Vec<ParagraphOut> = old
+            .paragraphs
+            .iter()
+            .map(|p| ParagraphOut {
+                source: p.source.clone(),
+                translation: p.translation.clone(),
+                kind: p.kind,
+                warnings: p.warnings.clone(),
+            })
+            .collect();
+        let lang = old.language.clone();
+        let max = match lang.as_deref() {
+            Some(l) if l != "Urdu" && !l.contains("English") && !l.contains("Latin") => 0,
+            _ => self.cfg.max_bullets,
+        };
+        let p = finish(self.engines.lm()?, outs, Usage::default(), 0.0, max);
+        // The translation keeps its provenance: without a dedicated translator it came
+        // from the instruction model of the old record.
+        let translator = old
+            .translator
+            .clone()
+            .or_else(|| (old.model.sha256 != self.model.sha256).then(|| old.model.clone()));
+        let mut timings = p.timings;
+        timings.translate_seconds = old.timings.translate_seconds;
+        timings.seconds = old.timings.translate_seconds + timings.summarize_seconds;
+        timings.tokens_in += old.timings.tokens_in;
+        timings.tokens_out += old.timings.tokens_out;
+        Ok(Record {
+            format: FORMAT,
+            id: a.id.clone(),
+            source: a.source.clone(),
+            status: Status::Ok,
+            error: None,
+            language: lang,
+            paragraphs: old.paragraphs,
+            dateline: p.summary.dateline,
+            summary: p.summary.bullets,
+            summary_warnings: p.summary.warnings,
+            dropped_bullets: p.summary.dropped,
+            summary_error: p.summary_error,
+            prompts: Some(self.prompts.clone()),
+            model: self.model.clone(),
+            translator,
+            shard: self.cfg.shard.or(old.shard),
+            timings,
+        })
     }
 
     /// Writes an article's record (and its Markdown page), under the gate.
@@ -573,34 +660,49 @@ impl Batch<'_> {
     ) -> Result<()> {
         let record = match result {
             Ok((p, lang)) => Record {
+                format: FORMAT,
                 id: a.id.clone(),
                 source: a.source.clone(),
                 status: Status::Ok,
                 error: None,
                 language: Some(lang.unwrap_or("Urdu").to_string()),
                 paragraphs: p.paragraphs.into_iter().map(Into::into).collect(),
+                dateline: p.summary.dateline,
                 summary: p.summary.bullets,
                 summary_warnings: p.summary.warnings,
+                dropped_bullets: p.summary.dropped,
+                summary_error: p.summary_error,
+                prompts: Some(self.prompts.clone()),
                 model: self.model.clone(),
                 translator: self.translator.clone(),
                 shard: self.cfg.shard,
                 timings: p.timings,
             },
             Err(e) => Record {
+                format: FORMAT,
                 id: a.id.clone(),
                 source: a.source.clone(),
                 status: Status::Error,
                 error: Some(format!("{e:#}")),
                 language: None,
                 paragraphs: vec![],
+                dateline: None,
                 summary: vec![],
                 summary_warnings: vec![],
+                dropped_bullets: vec![],
+                summary_error: None,
+                prompts: Some(self.prompts.clone()),
                 model: self.model.clone(),
                 translator: self.translator.clone(),
                 shard: self.cfg.shard,
                 timings: Timings::default(),
             },
         };
+        self.write(record)
+    }
+
+    /// Appends a record (and writes its Markdown page), under the gate.
+    fn write(&mut self, record: Record) -> Result<()> {
         let _g = self.shared.gate.lock().unwrap_or_else(|e| e.into_inner());
         if record.status == Status::Ok {
             write_atomic(
@@ -619,6 +721,16 @@ impl Batch<'_> {
             .fetch_add(record.timings.tokens_out, SeqCst);
         if record.status == Status::Ok {
             self.shared.ok.fetch_add(1, SeqCst);
+            if let Some(e) = &record.summary_error {
+                self.shared.summary_failed.fetch_add(1, SeqCst);
+                self.bar.suspend(|| {
+                    eprintln!(
+                        "tarjuma: article `{}`: no summary ({e}); the translation is kept, \
+                         and a rerun with --resummarize redoes the summaries",
+                        record.id
+                    )
+                });
+            }
         } else {
             self.shared.failed.fetch_add(1, SeqCst);
             self.bar.suspend(|| {

@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use super::nmt::NmtTranslator;
-use super::summarize::SummaryOut;
+use super::summarize::{SumPara, SummaryOut};
 use super::translate::{ChunkDone, ParagraphOut, TranslateOptions};
 use super::{Lm, Usage};
 use crate::io::write::{ModelInfo, Timings};
@@ -17,33 +17,34 @@ pub fn prepare(raw: &str) -> Vec<Paragraph> {
     tag_paragraphs(&doc, paragraphs(&doc))
 }
 
-/// The translations a summary is built from: body paragraphs whose translation is
-/// usable, and (second) the flagged ones (commentary, copies, Urdu script), which only
-/// count for the minimum and for an extractive fill. Fallbacks are never used.
-pub fn summary_input(outs: &[ParagraphOut]) -> (Vec<String>, Vec<String>) {
+/// What the summary is built from: every paragraph with its English, its kind, and
+/// whether its translation is usable. Flagged translations (commentary, copies, Urdu
+/// script left, empty) are used only when nothing else is; fallbacks (a romanized
+/// source) never.
+pub fn summary_input(outs: &[ParagraphOut]) -> Vec<SumPara> {
     use super::guards::Warning::*;
-    let (mut usable, mut flagged) = (Vec::new(), Vec::new());
-    for p in outs
-        .iter()
-        .filter(|p| p.kind == Kind::Body && !p.warnings.contains(&Fallback))
-    {
-        let bad = p
-            .warnings
-            .iter()
-            .any(|w| matches!(w, Commentary | CopiedContext | Empty | UntranslatedScript));
-        if bad { &mut flagged } else { &mut usable }.push(p.translation.clone());
-    }
-    if usable.is_empty() {
-        // Flagged body text is better than no summary at all.
-        return (flagged, Vec::new());
-    }
-    (usable, flagged)
+    outs.iter()
+        .enumerate()
+        .filter(|(_, p)| !p.warnings.contains(&Fallback))
+        .map(|(i, p)| SumPara {
+            index: i,
+            english: p.translation.clone(),
+            source: p.source.clone(),
+            kind: p.kind,
+            usable: !p
+                .warnings
+                .iter()
+                .any(|w| matches!(w, Commentary | CopiedContext | Empty | UntranslatedScript)),
+        })
+        .collect()
 }
 
 /// A finished article.
 pub struct Processed {
     pub paragraphs: Vec<ParagraphOut>,
     pub summary: SummaryOut,
+    /// Why there is no summary, when the summary stage failed (the translation is kept).
+    pub summary_error: Option<String>,
     pub timings: Timings,
 }
 
@@ -101,36 +102,37 @@ impl Engines {
 }
 
 /// Summarises a translated article and assembles the result (no bullets when
-/// `max_bullets` is 0).
+/// `max_bullets` is 0). A failing summary never costs the translation: the article is
+/// kept with `summary_error` naming the cause.
 pub fn finish(
     lm: &mut Lm,
-    paras: &[Paragraph],
     outs: Vec<ParagraphOut>,
     mut usage: Usage,
     translate_seconds: f64,
     max_bullets: usize,
-) -> Result<Processed> {
+) -> Processed {
     let t1 = Instant::now();
-    let (body, reserve) = summary_input(&outs);
-    let source: String = paras
-        .iter()
-        .map(|p| p.text.as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let summary = if max_bullets == 0 {
-        SummaryOut {
-            bullets: Vec::new(),
-            warnings: Vec::new(),
-        }
+    let (summary, summary_error) = if max_bullets == 0 {
+        (SummaryOut::default(), None)
     } else {
-        let (summary, u) = lm.summarize(&body, &reserve, &source, max_bullets)?;
-        usage += u;
-        summary
+        let input = summary_input(&outs);
+        match lm.summarize(&input, max_bullets) {
+            Ok((s, u)) => {
+                usage += u;
+                let err = summary_gap(&input, &s);
+                (s, err)
+            }
+            Err(e) => (
+                SummaryOut::default(),
+                Some(format!("the summary failed: {e:#}")),
+            ),
+        }
     };
     let summarize_seconds = t1.elapsed().as_secs_f64();
-    Ok(Processed {
+    Processed {
         paragraphs: outs,
         summary,
+        summary_error,
         timings: Timings {
             seconds: translate_seconds + summarize_seconds,
             translate_seconds,
@@ -138,6 +140,24 @@ pub fn finish(
             tokens_in: usage.tokens_in,
             tokens_out: usage.tokens_out,
         },
+    }
+}
+
+/// Why a summary came out empty, if it did.
+pub fn summary_gap(input: &[SumPara], s: &SummaryOut) -> Option<String> {
+    if !s.bullets.is_empty() {
+        return None;
+    }
+    let body = input
+        .iter()
+        .filter(|p| p.kind == Kind::Body && !p.english.trim().is_empty())
+        .count();
+    Some(if body == 0 {
+        "no body text to summarise (every paragraph is boilerplate or untranslated)".into()
+    } else if !s.dropped.is_empty() {
+        format!("every bullet was dropped ({} rejected)", s.dropped.len())
+    } else {
+        "no sentence of the body can make a bullet".into()
     })
 }
 
@@ -162,7 +182,7 @@ pub fn process(
     let t0 = Instant::now();
     let (outs, usage) = engines.translate(&paras, topts, on_chunk)?;
     let secs = t0.elapsed().as_secs_f64();
-    finish(engines.lm()?, &paras, outs, usage, secs, max_bullets)
+    Ok(finish(engines.lm()?, outs, usage, secs, max_bullets))
 }
 
 /// An article's paragraphs, their translations, usage and share of the group's time.
@@ -194,17 +214,17 @@ mod tests {
             ),
             para("Prices rose.", Kind::Body, vec![Warning::TooShort]),
         ];
-        let (usable, reserve) = summary_input(&outs);
-        assert_eq!(usable, vec!["Russia will talk.", "Prices rose."]);
-        assert_eq!(reserve, vec!["The Urdu text is already in English."]);
-        // With nothing usable, flagged body text is better than no summary.
-        let flagged = vec![
+        let input = summary_input(&outs);
+        let usable: Vec<(usize, bool)> = input.iter().map(|p| (p.index, p.usable)).collect();
+        assert_eq!(usable, vec![(0, true), (1, true), (2, false), (3, true)]);
+        assert_eq!(input[1].kind, Kind::Boilerplate);
+        // Fallbacks (romanized sources) never reach the summary.
+        let fallback = vec![
             para("Odd text.", Kind::Body, vec![Warning::Commentary]),
             para("[untranslated: x]", Kind::Body, vec![Warning::Fallback]),
         ];
-        assert_eq!(
-            summary_input(&flagged),
-            (vec!["Odd text.".to_string()], vec![])
-        );
+        let input = summary_input(&fallback);
+        assert_eq!(input.len(), 1);
+        assert_eq!(input[0].index, 0);
     }
 }

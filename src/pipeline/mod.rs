@@ -1,6 +1,7 @@
-//! The data path for one article (translate, summarize) and for a batch (job).
+//! The data path for one article (translate, summarize) and for a batch (job, batch).
 
 pub mod batch;
+pub mod factcheck;
 pub mod guards;
 pub mod job;
 pub mod merge;
@@ -30,6 +31,8 @@ pub struct Lm {
     pub loaded: Loaded,
     pub family: Family,
     pub tasks: Tasks,
+    /// The prompt set (built-in or `--prompts DIR`) as recorded in results.
+    pub prompts: crate::io::write::PromptInfo,
     pub name: String,
     pub sha256: String,
     pub sampling: Sampling,
@@ -69,6 +72,10 @@ impl Lm {
             loaded,
             family,
             tasks: crate::prompt::tasks(),
+            prompts: crate::io::write::PromptInfo {
+                name: "built-in".into(),
+                sha256: String::new(),
+            },
             name,
             sha256,
             sampling,

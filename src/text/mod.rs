@@ -5,6 +5,7 @@
 
 pub mod boilerplate;
 pub mod chunk;
+pub mod dateline;
 pub mod normalize;
 pub mod script;
 pub mod segment;

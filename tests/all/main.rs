@@ -8,6 +8,7 @@ mod hub;
 mod real_model;
 mod report;
 mod seq2seq;
+mod summary;
 mod text_stages;
 mod tokenizer_parity;
 mod util;

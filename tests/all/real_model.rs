@@ -63,11 +63,23 @@ fn seed_article_record() {
         paras.iter().filter(|p| p["kind"] == "boilerplate").count(),
         5
     );
+    // Bullets (issue 10): grounded in body paragraphs, checked against their
+    // translation, never headed by the dateline; every rejected one has its reason.
     let bullets = r["summary"].as_array().unwrap();
-    assert!((3..=7).contains(&bullets.len()), "{bullets:?}");
-    assert!(bullets
-        .iter()
-        .all(|b| !b.as_str().unwrap().trim().is_empty()));
+    assert!(bullets.len() <= 5, "{bullets:?}");
+    assert!(
+        !bullets.is_empty() || r["summary_error"].is_string(),
+        "no bullets and no reason: {r}"
+    );
+    crate::summary::assert_grounded(bullets, paras, "translation");
+    for b in bullets {
+        let t = b["text"].as_str().unwrap();
+        assert!(!t.trim().is_empty() && !t.starts_with("28 December"), "{b}");
+    }
+    for d in r["dropped_bullets"].as_array().unwrap() {
+        assert!(!d["reason"].as_str().unwrap().is_empty(), "{d}");
+    }
+    assert_eq!(r["format"], 2);
 
     let md = std::fs::read_to_string(out.join("russia-us-talks-2021-12-28.ur.md")).unwrap();
     assert!(md.contains("## Translation") && md.contains("## Summary"));
