@@ -29,35 +29,9 @@ fn body() -> String {
     "body".into()
 }
 
-/// A summary bullet, with the 0-based indexes of the paragraphs that ground it (empty
-/// when the record predates grounded bullets).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bullet {
-    pub text: String,
-    pub paragraphs: Vec<usize>,
-}
-
-impl<'de> Deserialize<'de> for Bullet {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Plain(String),
-            Grounded {
-                text: String,
-                #[serde(default)]
-                paragraphs: Vec<usize>,
-            },
-        }
-        Ok(match Raw::deserialize(d)? {
-            Raw::Plain(text) => Bullet {
-                text,
-                paragraphs: Vec::new(),
-            },
-            Raw::Grounded { text, paragraphs } => Bullet { text, paragraphs },
-        })
-    }
-}
+/// A summary bullet with the paragraphs that ground it (a format-1 string reads as a
+/// bullet without grounding).
+pub use crate::pipeline::summarize::Bullet;
 
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct Model {
