@@ -626,19 +626,27 @@ impl Batch<'_> {
             .translator
             .clone()
             .or_else(|| (old.model.sha256 != self.model.sha256).then(|| old.model.clone()));
-        let mut timings = p.timings;
-        timings.translate_seconds = old.timings.translate_seconds;
-        timings.seconds = old.timings.translate_seconds + timings.summarize_seconds;
-        timings.tokens_in += old.timings.tokens_in;
-        timings.tokens_out += old.timings.tokens_out;
-        Ok(Record {
+        let mut r = self.ok_record(a, p, None);
+        r.timings.translate_seconds = old.timings.translate_seconds;
+        r.timings.seconds = old.timings.translate_seconds + r.timings.summarize_seconds;
+        r.timings.tokens_in += old.timings.tokens_in;
+        r.timings.tokens_out += old.timings.tokens_out;
+        r.language = lang;
+        r.translator = translator;
+        r.shard = self.cfg.shard.or(old.shard);
+        Ok(r)
+    }
+
+    /// The record of an article that went through (`language`: what it looked like).
+    fn ok_record(&self, a: &Article, p: super::job::Processed, language: Option<String>) -> Record {
+        Record {
             format: FORMAT,
             id: a.id.clone(),
             source: a.source.clone(),
             status: Status::Ok,
             error: None,
-            language: lang,
-            paragraphs: old.paragraphs,
+            language,
+            paragraphs: p.paragraphs.into_iter().map(Into::into).collect(),
             dateline: p.summary.dateline,
             summary: p.summary.bullets,
             summary_warnings: p.summary.warnings,
@@ -646,10 +654,10 @@ impl Batch<'_> {
             summary_error: p.summary_error,
             prompts: Some(self.prompts.clone()),
             model: self.model.clone(),
-            translator,
-            shard: self.cfg.shard.or(old.shard),
-            timings,
-        })
+            translator: self.translator.clone(),
+            shard: self.cfg.shard,
+            timings: p.timings,
+        }
     }
 
     /// Writes an article's record (and its Markdown page), under the gate.
@@ -659,25 +667,7 @@ impl Batch<'_> {
         result: Result<(super::job::Processed, Option<&'static str>)>,
     ) -> Result<()> {
         let record = match result {
-            Ok((p, lang)) => Record {
-                format: FORMAT,
-                id: a.id.clone(),
-                source: a.source.clone(),
-                status: Status::Ok,
-                error: None,
-                language: Some(lang.unwrap_or("Urdu").to_string()),
-                paragraphs: p.paragraphs.into_iter().map(Into::into).collect(),
-                dateline: p.summary.dateline,
-                summary: p.summary.bullets,
-                summary_warnings: p.summary.warnings,
-                dropped_bullets: p.summary.dropped,
-                summary_error: p.summary_error,
-                prompts: Some(self.prompts.clone()),
-                model: self.model.clone(),
-                translator: self.translator.clone(),
-                shard: self.cfg.shard,
-                timings: p.timings,
-            },
+            Ok((p, lang)) => self.ok_record(a, p, Some(lang.unwrap_or("Urdu").to_string())),
             Err(e) => Record {
                 format: FORMAT,
                 id: a.id.clone(),
