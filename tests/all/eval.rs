@@ -201,13 +201,19 @@ fn record(id: &str, paras: &[&str], bullets: Value) -> String {
     .to_string()
 }
 
+/// A run directory `DIR/run` holding these records.
+fn write_run(dir: &Path, records: &[String]) -> std::path::PathBuf {
+    let run = dir.join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::write(run.join("results.jsonl"), records.join("\n") + "\n").unwrap();
+    run
+}
+
 /// A run's records against a JSONL reference matched by id; misalignment is an error
 /// that names the first mismatch, never a silent truncation.
 #[test]
 fn eval_command_on_a_run_and_misalignment() {
     let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
-    std::fs::create_dir(&run).unwrap();
     let records = [
         record(
             "talks",
@@ -220,7 +226,7 @@ fn eval_command_on_a_run_and_misalignment() {
             serde_json::json!(["Two died in Karachi rain."]),
         ),
     ];
-    std::fs::write(run.join("results.jsonl"), records.join("\n") + "\n").unwrap();
+    let run = write_run(dir.path(), &records);
     let reference = dir.path().join("ref.jsonl");
     let refs = [
         serde_json::json!({"id": "rain", "translation": ["Rain flooded Karachi."],
@@ -293,8 +299,6 @@ fn eval_command_on_a_run_and_misalignment() {
 #[test]
 fn eval_facts_recall_traps_and_missed() {
     let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
-    std::fs::create_dir(&run).unwrap();
     let records = [
         record(
             "talks",
@@ -310,7 +314,7 @@ fn eval_facts_recall_traps_and_missed() {
             serde_json::json!(["Rain flooded Karachi.", "About 14 000 homes were damaged."]),
         ),
     ];
-    std::fs::write(run.join("results.jsonl"), records.join("\n") + "\n").unwrap();
+    let run = write_run(dir.path(), &records);
     let facts = dir.path().join("facts.txt");
     std::fs::write(
         &facts,
