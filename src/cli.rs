@@ -54,6 +54,11 @@ pub enum Command {
     /// beside each run's translation, paragraph by paragraph, bullets, warnings, metrics
     /// and a speed/quality chart.
     Report(ReportArgs),
+    /// Print a model's completion of a prompt, as `llama-completion -p` does: for work on
+    /// prompts and for checking the engine against llama.cpp.
+    ///
+    /// Without --raw the prompt is one user turn in the model's chat template.
+    Generate(GenerateArgs),
 }
 
 /// What `run` does with articles that are not Urdu.
@@ -222,6 +227,27 @@ pub struct SummarizeArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The prompt text.
+    #[arg(long, short = 'p', value_name = "TEXT", conflicts_with = "prompt_file")]
+    pub prompt: Option<String>,
+    /// Read the prompt from a file (`-` for stdin).
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub prompt_file: Option<PathBuf>,
+    /// Most tokens to generate.
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 128)]
+    pub max_tokens: usize,
+    /// Feed the prompt as it is (after the model's BOS, if it uses one): no chat template.
+    #[arg(long)]
+    pub raw: bool,
+    /// Print prompt and generation speed (tokens/s) on stderr.
+    #[arg(long)]
+    pub timing: bool,
+}
+
 /// The dedicated translation model (Marian, NLLB, MADLAD) and its decoding settings.
 #[derive(Debug, Args)]
 pub struct TranslatorArgs {
@@ -293,7 +319,7 @@ pub struct SummaryArgs {
     pub max_bullets: usize,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct ModelArgs {
     /// Instruction model for summaries (and for translation with `--translator llm`):
     /// a name from `tarjuma models list`, or a path to a .gguf file.

@@ -150,8 +150,10 @@ impl ModelConfig {
     /// Fetches (if needed) and loads the model. Failures here are configuration errors.
     pub fn load(&self) -> Result<Lm> {
         let device = parse_device(&self.device).map_err(|e| config_error(e.to_string()))?;
+        let mut max_input_tokens = 0;
         let (name, path, sha256, family) = match &self.spec {
             ModelSpec::Builtin(m) => {
+                max_input_tokens = m.max_input_tokens;
                 let files = self
                     .cache
                     .ensure(m)
@@ -212,6 +214,7 @@ impl ModelConfig {
         );
         lm.tasks = set.tasks;
         lm.prompts = set.info;
+        lm.max_input_tokens = max_input_tokens;
         Ok(lm)
     }
 }
@@ -221,6 +224,8 @@ fn guess_family(l: &gguf::Loaded) -> Option<String> {
         Some("chatml".into())
     } else if l.tokenizer.token_id("<start_of_turn>").is_some() {
         Some("gemma".into())
+    } else if l.tokenizer.token_id("<|start_header_id|>").is_some() {
+        Some("llama3".into())
     } else {
         None
     }
@@ -237,6 +242,59 @@ pub fn set_threads(n: Option<usize>) {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
     }
+}
+
+/// The models whose manifests say they translate Urdu (dedicated translators, and
+/// instruction models such as TranslateGemma), in `models list` order.
+pub fn urdu_translators() -> Vec<String> {
+    models::manifest::all()
+        .unwrap_or_else(|_| models::manifest::builtin())
+        .into_iter()
+        .filter(|m| m.can_translate_urdu())
+        .map(|m| m.name)
+        .collect()
+}
+
+/// `--translator NAME` naming an instruction model that translates (TranslateGemma):
+/// its settings are the model flags with that model. `None` otherwise.
+pub fn llm_translator(t: &TranslatorArgs, m: &ModelArgs) -> Result<Option<ModelConfig>> {
+    if t.translator == "llm" {
+        return Ok(None);
+    }
+    let man = manifest(&t.translator)?;
+    if man.kind != ModelKind::Llm || !man.translates_urdu {
+        return Ok(None);
+    }
+    if t.model_dir.is_some() {
+        return Err(config_error(format!(
+            "--model-dir is for dedicated translators; `{}` is a GGUF model",
+            man.name
+        )));
+    }
+    let mut args = m.clone();
+    args.model = man.name.clone();
+    args.prompt_family = None;
+    ModelConfig::from_args(&args).map(Some)
+}
+
+/// One line for `run` and `translate` when the instruction model translates and its
+/// manifest does not say it can translate Urdu; `None` when there is nothing to say.
+pub fn translation_warning(m: &ModelArgs, t: &TranslatorArgs) -> Option<String> {
+    if t.translator != "llm" {
+        return None;
+    }
+    let man = models::manifest::all()
+        .ok()?
+        .into_iter()
+        .find(|x| x.name == m.model)?;
+    if man.can_translate_urdu() {
+        return None;
+    }
+    Some(format!(
+        "tarjuma: note: `{}` is not known to translate Urdu; its output is checked and flagged, but for usable translations pass --translator with one of: {}",
+        man.name,
+        urdu_translators().join(", ")
+    ))
 }
 
 /// The validated `--translator` settings.
@@ -269,9 +327,16 @@ impl TranslatorConfig {
         }
         let man = manifest(&t.translator)?;
         if man.kind != ModelKind::Translator {
+            // An instruction model that translates (TranslateGemma) runs as an LLM
+            // translator: see `llm_translator`.
+            if man.translates_urdu {
+                return Ok(None);
+            }
             return Err(config_error(format!(
-                "`{}` is an instruction model; use --model {} (or --translator llm)",
-                man.name, man.name
+                "`{}` is an instruction model not known to translate Urdu; use --model {} (or pick a translator: {})",
+                man.name,
+                man.name,
+                urdu_translators().join(", ")
             )));
         }
         if let Some(d) = &t.model_dir {

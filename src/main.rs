@@ -8,8 +8,8 @@ use anyhow::Result;
 use clap::Parser;
 
 use tarjuma::cli::{
-    Cli, Command, EvalArgs, MergeArgs, ModelsCommand, NonUrduArg, ReportArgs, RunArgs, ScoreArgs,
-    SummarizeArgs, TextArgs,
+    Cli, Command, EvalArgs, GenerateArgs, MergeArgs, ModelsCommand, NonUrduArg, ReportArgs,
+    RunArgs, ScoreArgs, SummarizeArgs, TextArgs,
 };
 use tarjuma::config::{self, config_error, ConfigError, ModelConfig, TranslatorConfig};
 use tarjuma::eval::facts::FactSheet;
@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         Command::Run(a) => a.model.threads,
         Command::Translate(a) => a.model.threads,
         Command::Summarize(a) => a.text.model.threads,
+        Command::Generate(a) => a.model.threads,
         Command::Models(_) | Command::Eval(_) | Command::Report(_) | Command::Merge(_) => None,
     };
     config::set_threads(threads);
@@ -55,7 +56,7 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("tarjuma: {e:#}");
+            eprintln!("tarjuma: {}", tarjuma::pipeline::one_line(&e));
             if e.downcast_ref::<ConfigError>().is_some() {
                 ExitCode::from(2)
             } else {
@@ -102,7 +103,84 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(a) => eval_cmd(a),
         Command::Merge(a) => merge_cmd(a),
         Command::Report(a) => report_cmd(a),
+        Command::Generate(a) => generate_cmd(a),
     }
+}
+
+/// `tarjuma generate`: one prompt, one completion on stdout.
+fn generate_cmd(a: GenerateArgs) -> Result<ExitCode> {
+    use tarjuma::generate::{DecodeOptions, Session};
+    use tarjuma::prompt::{Message, Role};
+    let text = match (&a.prompt, &a.prompt_file) {
+        (Some(t), None) => t.clone(),
+        (None, Some(p)) if p.as_os_str() == "-" => {
+            let mut t = String::new();
+            std::io::stdin().read_to_string(&mut t)?;
+            t
+        }
+        (None, Some(p)) => std::fs::read_to_string(p)
+            .map_err(|e| config_error(format!("--prompt-file `{}`: {e}", p.display())))?,
+        _ => return Err(config_error("give --prompt TEXT or --prompt-file FILE")),
+    };
+    let mc = ModelConfig::from_args(&a.model)?;
+    let mut lm = mc.load()?;
+    let tok = &lm.loaded.tokenizer;
+    let ids = if a.raw {
+        let mut ids: Vec<u32> = Vec::new();
+        if tok.add_bos {
+            ids.extend(tok.bos);
+        }
+        ids.extend(tok.encode(&text)?);
+        ids
+    } else {
+        lm.render(&[Message::new(Role::User, text)], "")?
+    };
+    anyhow::ensure!(!ids.is_empty(), "the prompt is empty");
+    let o = DecodeOptions {
+        max_new: a.max_tokens,
+        temperature: lm.sampling.temperature,
+        top_p: lm.sampling.top_p,
+        seed: lm.sampling.seed,
+        stop_ids: lm.family.stop_ids(tok),
+        loop_guard: false,
+        ..Default::default()
+    };
+    let model = lm.name.clone();
+    let loaded = &mut lm.loaded;
+    let t0 = std::time::Instant::now();
+    let mut s = Session::new(&mut loaded.lm, &ids).map_err(|e| {
+        anyhow::anyhow!(
+            "model `{model}`: reading a prompt of {} tokens: {}",
+            ids.len(),
+            tarjuma::pipeline::one_line(&e)
+        )
+    })?;
+    let prefill = t0.elapsed().as_secs_f64();
+    let t1 = std::time::Instant::now();
+    let out = s.generate(&loaded.tokenizer, &o).map_err(|e| {
+        anyhow::anyhow!(
+            "model `{model}`: generating: {}",
+            tarjuma::pipeline::one_line(&e)
+        )
+    })?;
+    let tok = &loaded.tokenizer;
+    let decode = t1.elapsed().as_secs_f64();
+    let mut stdout = std::io::stdout().lock();
+    // The bytes as generated, as llama.cpp prints them.
+    stdout.write_all(&tok.decode_bytes(&out.ids))?;
+    stdout.write_all(b"\n")?;
+    stdout.flush()?;
+    if a.timing {
+        eprintln!(
+            "{model}: prompt {} tokens in {prefill:.3} s ({:.1} tok/s); generated {} tokens in {decode:.3} s ({:.1} tok/s); stop: {:?}",
+            ids.len(),
+            ids.len() as f64 / prefill,
+            out.ids.len(),
+            out.ids.len() as f64 / decode.max(1e-9),
+            out.stop
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The reference and fact sheet of `eval` and `report` (usage errors when unreadable).
@@ -282,10 +360,16 @@ fn run_cmd(a: RunArgs) -> Result<ExitCode> {
         "context": a.model.context,
         "chunk_tokens": a.model.chunk_tokens,
     });
+    let tlm = config::llm_translator(&a.translator, &a.model)?;
+    if let Some(w) = config::translation_warning(&a.model, &a.translator) {
+        eprintln!("{w}");
+    }
     let nmt = tc.map(|t| t.load()).transpose()?;
+    let tlm = tlm.map(|t| t.load()).transpose()?;
     let mut engines = Engines {
         lm: Some(mc.load()?),
         nmt,
+        tlm,
     };
     let progress = if a.model.quiet {
         ProgressMode::Off
@@ -424,19 +508,28 @@ fn open_text(
 ) -> Result<(ModelConfig, String, Vec<Paragraph>, Engines)> {
     let mc = ModelConfig::from_args(&a.model)?;
     let tc = TranslatorConfig::from_args(&a.translator, &a.model)?;
+    let tlm = config::llm_translator(&a.translator, &a.model)?;
     let text = read_input(&a.input)?;
     let paras = prepare(&text);
     if paras.is_empty() {
         anyhow::bail!("{}: the text is empty", a.input);
     }
-    let lm = if summarizing || tc.is_none() {
+    let urdu = is_urdu(&text);
+    if !summarizing || urdu {
+        if let Some(w) = config::translation_warning(&a.model, &a.translator) {
+            eprintln!("{w}");
+        }
+    }
+    let lm = if summarizing || (tc.is_none() && tlm.is_none()) {
         Some(mc.load()?)
     } else {
         None
     };
-    let tc = tc.filter(|_| !summarizing || is_urdu(&text));
+    let tc = tc.filter(|_| !summarizing || urdu);
+    let tlm = tlm.filter(|_| !summarizing || urdu);
     let nmt = tc.map(|t| t.load()).transpose()?;
-    Ok((mc, text, paras, Engines { lm, nmt }))
+    let tlm = tlm.map(|t| t.load()).transpose()?;
+    Ok((mc, text, paras, Engines { lm, nmt, tlm }))
 }
 
 /// Whether `summarize` treats a text as Urdu (translated first) rather than English.

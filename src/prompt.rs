@@ -20,6 +20,11 @@ pub struct Family {
     pub assistant: String,
     pub assistant_open: String,
     pub stop: Vec<String>,
+    /// A model trained on one fixed translation prompt (TranslateGemma): the whole user
+    /// turn, with `{source}` for the trimmed text. Translation then sends this turn
+    /// alone, with no system text, example or carried context.
+    #[serde(default)]
+    pub translate_turn: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -45,13 +50,17 @@ pub struct Tasks {
 const FAMILIES: &[(&str, &str)] = &[
     ("chatml", include_str!("../prompts/chatml.toml")),
     ("gemma", include_str!("../prompts/gemma.toml")),
+    ("llama3", include_str!("../prompts/llama3.toml")),
+    (
+        "translategemma",
+        include_str!("../prompts/translategemma.toml"),
+    ),
 ];
 
 pub fn family(name: &str) -> Result<Family> {
-    let (_, text) = FAMILIES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .ok_or_else(|| anyhow!("unknown prompt family `{name}` (known: chatml, gemma)"))?;
+    let (_, text) = FAMILIES.iter().find(|(n, _)| *n == name).ok_or_else(|| {
+        anyhow!("unknown prompt family `{name}` (known: chatml, gemma, llama3, translategemma)")
+    })?;
     toml::from_str(text).with_context(|| format!("prompts/{name}.toml is malformed"))
 }
 

@@ -276,11 +276,17 @@ impl Tokenizer {
 
     /// Decodes ids to text; invalid UTF-8 (a cut multi-byte char) becomes U+FFFD.
     pub fn decode(&self, ids: &[u32]) -> String {
+        String::from_utf8_lossy(&self.decode_bytes(ids)).into_owned()
+    }
+
+    /// The bytes the ids stand for, as they are (byte-fallback tokens need not form
+    /// UTF-8).
+    pub fn decode_bytes(&self, ids: &[u32]) -> Vec<u8> {
         let mut buf = Vec::new();
         for &id in ids {
             buf.extend_from_slice(self.token_bytes(id));
         }
-        String::from_utf8_lossy(&buf).into_owned()
+        buf
     }
 
     fn partition<'t>(&self, text: &'t str) -> Vec<Frag<'t>> {

@@ -1,26 +1,22 @@
-//! Quantized GGUF models through candle: `qwen2`, `llama` (SmolLM, Llama) and `gemma3`,
-//! chosen from `general.architecture`. The tokenizer comes from the same file.
+//! GGUF instruction models: `qwen2`, `llama` (SmolLM, Llama) and `gemma3`, run by our
+//! own engine ([`super::decoder`]). The tokenizer comes from the same file.
 
 use std::fs::File;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file;
-use candle_core::{Device, Tensor};
-use candle_transformers::models::{quantized_gemma3, quantized_llama, quantized_qwen2};
+use candle_core::Device;
 
+use super::decoder::{Decoder, Sequence};
 use super::CausalLm;
 use crate::tokenizer::Tokenizer;
 
-pub enum GgufModel {
-    Qwen2(quantized_qwen2::ModelWeights),
-    Llama(quantized_llama::ModelWeights),
-    Gemma3(quantized_gemma3::ModelWeights),
-}
-
-/// The runnable part of a GGUF model.
+/// The runnable part of a GGUF model: the decoder and the one sequence that
+/// [`CausalLm`] callers drive.
 pub struct GgufLm {
-    pub model: GgufModel,
+    pub model: Decoder,
+    pub seq: Sequence,
     pub max_positions: usize,
     pub device: Device,
 }
@@ -75,31 +71,13 @@ pub fn load(path: &Path, device: &Device) -> Result<Loaded> {
     if file_len < tensors_end {
         bail!("{name} is truncated: {file_len} bytes, but its tensors need {tensors_end}; fetch it again");
     }
-    let wrap = |e: candle_core::Error| anyhow!("{name}: cannot load `{arch}` weights: {e}");
-    let (model, max_positions) = match arch.as_str() {
-        "qwen2" => (
-            GgufModel::Qwen2(
-                quantized_qwen2::ModelWeights::from_gguf(content, &mut f, device).map_err(wrap)?,
-            ),
-            ctx.unwrap_or(32768),
-        ),
-        "llama" => (
-            GgufModel::Llama(
-                quantized_llama::ModelWeights::from_gguf(content, &mut f, device).map_err(wrap)?,
-            ),
-            ctx.unwrap_or(4096).min(quantized_llama::MAX_SEQ_LEN),
-        ),
-        "gemma3" => (
-            GgufModel::Gemma3(
-                quantized_gemma3::ModelWeights::from_gguf(content, &mut f, device).map_err(wrap)?,
-            ),
-            ctx.unwrap_or(32768).min(quantized_gemma3::MAX_SEQ_LEN),
-        ),
-        _ => unreachable!("checked above"),
-    };
+    let model = Decoder::load(&content, &mut f, device)
+        .map_err(|e| anyhow!("{name}: cannot load `{arch}` weights: {e:#}"))?;
+    let max_positions = ctx.unwrap_or(model.config.context_length);
     Ok(Loaded {
         lm: GgufLm {
             model,
+            seq: Sequence::new(),
             max_positions,
             device: device.clone(),
         },
@@ -117,16 +95,14 @@ impl CausalLm for GgufLm {
                 self.max_positions
             );
         }
-        let input = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
-        let logits = match &mut self.model {
-            GgufModel::Qwen2(m) => m.forward(&input, pos)?,
-            GgufModel::Llama(m) => m.forward(&input, pos)?,
-            GgufModel::Gemma3(m) => m.forward(&input, pos)?,
-        };
-        logits
-            .squeeze(0)?
-            .to_dtype(candle_core::DType::F32)?
-            .to_vec1()
+        if pos > self.seq.len() {
+            candle_core::bail!(
+                "position {pos} is past the {} positions fed so far",
+                self.seq.len()
+            );
+        }
+        self.seq.truncate(pos);
+        self.model.forward_one(&mut self.seq, tokens)
     }
 
     fn max_positions(&self) -> usize {

@@ -1,6 +1,7 @@
 //! Model backends. One narrow trait per kind of model; an enum picks the concrete
 //! implementation from the model's own metadata.
 
+pub mod decoder;
 pub mod gemv;
 pub mod gguf;
 pub mod hugepages;

@@ -52,6 +52,8 @@ pub struct DecodeOptions {
     pub stop_texts: Vec<String>,
     /// Tokens that may not end the reply yet (e.g. EOS before the minimum bullets).
     pub suppress: Vec<u32>,
+    /// Cut a repetition loop as soon as it shows ([`loop_tail`]); off for raw completions.
+    pub loop_guard: bool,
 }
 
 impl Default for DecodeOptions {
@@ -68,6 +70,7 @@ impl Default for DecodeOptions {
             stop_ids: vec![],
             stop_texts: vec![],
             suppress: vec![],
+            loop_guard: true,
         }
     }
 }
@@ -188,7 +191,7 @@ impl<'m, M: CausalLm + ?Sized> Session<'m, M> {
                 break;
             }
             ids.push(t);
-            if let Some(keep) = loop_tail(&ids) {
+            if let Some(keep) = loop_tail(&ids).filter(|_| o.loop_guard) {
                 ids.truncate(keep);
                 stop = StopReason::Loop;
                 break;

@@ -22,13 +22,23 @@ pub struct Manifest {
     /// GGUF `general.architecture` (qwen2, llama, gemma3) for LLMs; `marian`, `m2m100`
     /// or `t5` for translators.
     pub architecture: String,
-    /// Prompt template family in `prompts/` (chatml, gemma); LLMs only.
+    /// Prompt template family in `prompts/` (chatml, gemma, llama3, translategemma); LLMs
+    /// only.
     #[serde(default)]
     pub prompt_family: String,
     pub context_length: usize,
     pub license: String,
     /// What the model does on Urdu news, with published scores and their source.
     pub quality: String,
+    /// Whether the model translates Urdu well enough to offer (a published or measured
+    /// Urdu→English result). `run` and `translate` warn when the translating model does
+    /// not, and name those that do.
+    #[serde(default)]
+    pub translates_urdu: bool,
+    /// The most tokens of source text one translation request may hold (TranslateGemma
+    /// was trained on 2K-token inputs); 0 means only the context length limits it.
+    #[serde(default)]
+    pub max_input_tokens: usize,
     pub source: Source,
     /// The files of the model; the first is the one that is loaded.
     pub files: Vec<FileSpec>,
@@ -76,6 +86,12 @@ impl Manifest {
     /// The file that is loaded.
     pub fn main_file(&self) -> &FileSpec {
         &self.files[0]
+    }
+
+    /// Dedicated translators translate Urdu; instruction models when their manifest
+    /// says so.
+    pub fn can_translate_urdu(&self) -> bool {
+        self.kind == ModelKind::Translator || self.translates_urdu
     }
 
     pub fn total_size(&self) -> u64 {
@@ -158,6 +174,26 @@ const BUILTIN: &[(&str, &str)] = &[
         "madlad400-3b-mt",
         include_str!("../../models/madlad400-3b-mt.toml"),
     ),
+    (
+        "translategemma-4b-it",
+        include_str!("../../models/translategemma-4b-it.toml"),
+    ),
+    (
+        "gemma-3-4b-it",
+        include_str!("../../models/gemma-3-4b-it.toml"),
+    ),
+    (
+        "qwen2.5-3b-instruct",
+        include_str!("../../models/qwen2.5-3b-instruct.toml"),
+    ),
+    (
+        "qwen2.5-7b-instruct",
+        include_str!("../../models/qwen2.5-7b-instruct.toml"),
+    ),
+    (
+        "llama-3.2-3b-instruct",
+        include_str!("../../models/llama-3.2-3b-instruct.toml"),
+    ),
 ];
 
 /// The default model, used when `--model` is not given.
@@ -214,7 +250,10 @@ mod tests {
             match m.kind {
                 ModelKind::Llm => {
                     assert!(["qwen2", "llama", "gemma3"].contains(&m.architecture.as_str()));
-                    assert!(["chatml", "gemma"].contains(&m.prompt_family.as_str()));
+                    assert!(["chatml", "gemma", "llama3", "translategemma"]
+                        .contains(&m.prompt_family.as_str()));
+                    // Every family named by a built-in exists.
+                    crate::prompt::family(&m.prompt_family).unwrap();
                 }
                 ModelKind::Translator => {
                     assert!(m.prompt_family.is_empty());
@@ -228,6 +267,16 @@ mod tests {
             }
             if m.kind == ModelKind::Llm {
                 assert_eq!(m.main_file().sha256.len(), 64, "{name} is pinned");
+                if let Source::Hub { revision, .. } = &m.source {
+                    assert!(
+                        revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit()),
+                        "{name}: pinned to a commit"
+                    );
+                    assert!(m.main_file().size > 0, "{name}: size recorded");
+                }
+            }
+            if m.max_input_tokens > 0 {
+                assert!(m.max_input_tokens <= m.context_length, "{name}");
             }
             match &m.source {
                 Source::Pip { packages, member } => {

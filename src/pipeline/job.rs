@@ -54,6 +54,9 @@ pub struct Engines {
     /// Absent only when nothing needs it (`translate` with a translator).
     pub lm: Option<Lm>,
     pub nmt: Option<NmtTranslator>,
+    /// An instruction model that translates (`--translator translategemma-4b-it`);
+    /// summaries still come from `lm`.
+    pub tlm: Option<Lm>,
 }
 
 impl Engines {
@@ -66,6 +69,12 @@ impl Engines {
 
     /// The translator as recorded in results.jsonl (`None`: the instruction model).
     pub fn translator_info(&self) -> Option<ModelInfo> {
+        if let Some(t) = &self.tlm {
+            return Some(ModelInfo {
+                name: t.name.clone(),
+                sha256: t.sha256.clone(),
+            });
+        }
         self.nmt.as_ref().map(|t| ModelInfo {
             name: t.name.clone(),
             sha256: t.sha256.clone(),
@@ -80,6 +89,9 @@ impl Engines {
         topts: &TranslateOptions,
         on_chunk: &mut dyn FnMut(ChunkDone),
     ) -> Result<(Vec<ParagraphOut>, Usage)> {
+        if let Some(t) = &mut self.tlm {
+            return t.translate_paragraphs(paras, topts, on_chunk);
+        }
         let Some(nmt) = &self.nmt else {
             return self.lm()?.translate_paragraphs(paras, topts, on_chunk);
         };

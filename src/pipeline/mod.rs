@@ -26,6 +26,16 @@ pub struct Sampling {
     pub seed: u64,
 }
 
+/// An error as one line: its chain joined by ": ", without the backtrace candle attaches
+/// (kept only when `RUST_BACKTRACE` asks for it).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let full = format!("{e:#}");
+    if std::env::var("RUST_BACKTRACE").is_ok_and(|v| v != "0") {
+        return full;
+    }
+    full.lines().next().unwrap_or("").trim_end().to_string()
+}
+
 /// A loaded instruction model with its prompts, ready to run tasks.
 pub struct Lm {
     pub loaded: Loaded,
@@ -40,6 +50,9 @@ pub struct Lm {
     english_only: Arc<Vec<bool>>,
     /// Positions usable per prompt + reply (the model's limit, or less if asked).
     pub context: usize,
+    /// Most source tokens per translation request (the manifest's `max_input_tokens`);
+    /// 0 when only the context limits it.
+    pub max_input_tokens: usize,
 }
 
 /// Token counts of one model call.
@@ -82,6 +95,7 @@ impl Lm {
             stop_ids,
             english_only,
             context,
+            max_input_tokens: 0,
         }
     }
 
@@ -107,6 +121,21 @@ impl Lm {
             .render(&self.loaded.tokenizer, msgs, assistant_prefix)
     }
 
+    /// Feeds `prompt` afresh and generates. A failure is one line naming the model and
+    /// the step (candle's own errors can carry a backtrace: see [`one_line`]).
+    pub fn run(&mut self, prompt: &[u32], opts: &DecodeOptions) -> Result<Output> {
+        let name = &self.name;
+        let mut s = Session::new(&mut self.loaded.lm, prompt).map_err(|e| {
+            anyhow::anyhow!(
+                "model `{name}`: reading a prompt of {} tokens: {}",
+                prompt.len(),
+                one_line(&e)
+            )
+        })?;
+        s.generate(&self.loaded.tokenizer, opts)
+            .map_err(|e| anyhow::anyhow!("model `{name}`: generating: {}", one_line(&e)))
+    }
+
     /// One prompt, one reply.
     pub fn complete(&mut self, msgs: &[Message], opts: &DecodeOptions) -> Result<(Output, Usage)> {
         let prompt = self.render(msgs, "")?;
@@ -118,8 +147,7 @@ impl Lm {
             prompt.len(),
             self.context
         );
-        let mut s = Session::new(&mut self.loaded.lm, &prompt)?;
-        let out = s.generate(&self.loaded.tokenizer, &opts)?;
+        let out = self.run(&prompt, &opts)?;
         let usage = Usage {
             tokens_in: prompt.len(),
             tokens_out: out.ids.len(),

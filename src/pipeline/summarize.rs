@@ -415,8 +415,7 @@ impl Rewrite for ModelRewrite<'_> {
         );
         let mut opts = lm.english_options(BULLET_TOKENS);
         opts.stop_texts = vec!["\n".into()];
-        let mut session = crate::generate::Session::new(&mut lm.loaded.lm, &prompt)?;
-        let o = session.generate(&lm.loaded.tokenizer, &opts)?;
+        let o = lm.run(&prompt, &opts)?;
         self.usage.tokens_in += prompt.len();
         self.usage.tokens_out += o.ids.len();
         Ok(o.text)

@@ -55,7 +55,13 @@ impl Lm {
         // Instructions and template ≈ 160 tokens; carry ≤ budget + its reply; the chunk
         // and its reply: about 5 budgets in all.
         let fit = self.context.saturating_sub(200) / 5;
-        opts.chunk_tokens.min(fit).max(16)
+        // A model with an input limit (TranslateGemma: 2K tokens) gets chunks under it,
+        // leaving room for its fixed instruction.
+        let input = match self.max_input_tokens {
+            0 => usize::MAX,
+            n => n.saturating_sub(128),
+        };
+        opts.chunk_tokens.min(fit).min(input).max(16)
     }
 
     pub fn translate_paragraphs(
@@ -144,13 +150,14 @@ impl Lm {
     fn judge(&self, source: &str, a: &Attempt) -> Vec<Warning> {
         let mut w = check(source, &a.text, &a.stop);
         let ctx = a.context.as_ref().map(|(s, t)| (s.as_str(), t.as_str()));
-        let instructions = [
-            &self.tasks.translate.system,
-            &self.tasks.translate_strict.system,
+        let mut instructions = vec![
+            self.tasks.translate.system.as_str(),
+            self.tasks.translate_strict.system.as_str(),
         ];
-        if copied_context(source, &a.text, ctx)
-            || echoes_instructions(&a.text, &instructions.map(String::as_str))
-        {
+        if let Some(turn) = &self.family.translate_turn {
+            instructions.push(turn.split("{source}").next().unwrap_or(turn));
+        }
+        if copied_context(source, &a.text, ctx) || echoes_instructions(&a.text, &instructions) {
             w.push(Warning::CopiedContext);
         }
         w
@@ -176,13 +183,26 @@ impl Lm {
                 .clone()
                 .zip(task.example_translation.clone()),
         };
-        let user = |src: &str| fill(&task.user, &[("source", src.trim())]);
-        let mut msgs = vec![Message::new(Role::System, task.system.clone())];
-        if let Some((s, t)) = &context {
-            msgs.push(Message::new(Role::User, user(s)));
-            msgs.push(Message::new(Role::Assistant, t.clone()));
-        }
-        msgs.push(Message::new(Role::User, user(source)));
+        let (msgs, context) = match &self.family.translate_turn {
+            // A model trained on one fixed prompt gets exactly that prompt.
+            Some(turn) => (
+                vec![Message::new(
+                    Role::User,
+                    fill(turn, &[("source", source.trim())]),
+                )],
+                None,
+            ),
+            None => {
+                let user = |src: &str| fill(&task.user, &[("source", src.trim())]);
+                let mut msgs = vec![Message::new(Role::System, task.system.clone())];
+                if let Some((s, t)) = &context {
+                    msgs.push(Message::new(Role::User, user(s)));
+                    msgs.push(Message::new(Role::Assistant, t.clone()));
+                }
+                msgs.push(Message::new(Role::User, user(source)));
+                (msgs, context)
+            }
+        };
         let mut opts: DecodeOptions = self.english_options(reply_budget(source_tokens));
         opts.stop_texts = vec!["\n\n".into()];
         if strict {

@@ -2,6 +2,7 @@
 
 mod batch;
 mod cli;
+mod decoder;
 mod eval;
 mod fixtures;
 mod hub;

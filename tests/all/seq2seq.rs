@@ -15,7 +15,7 @@ use tarjuma::backend::seq2seq::{Langs, Nmt};
 use tarjuma::generate::seq2seq::{generate, EarlyStopping, GenOptions, LengthLimit};
 use tarjuma::pipeline::translate::romanize_arabic_runs;
 
-use crate::util::{bin, model_path, run_with_stdin, stderr};
+use crate::util::{bin, floats, ids, max_diff, model_path, run_with_stdin, stderr};
 
 const TOL: f32 = 1e-4;
 
@@ -32,30 +32,6 @@ fn expected(name: &str) -> Value {
 
 fn load(path: &Path, quant: Option<Quant>) -> Nmt {
     Nmt::load(path, &Device::Cpu, quant, &Langs::default()).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// Decoding options as recorded by the fixture script.
