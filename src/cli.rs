@@ -331,7 +331,8 @@ pub struct ModelArgs {
     /// and its sha256, so prompt variants can be compared.
     #[arg(long, value_name = "DIR", env = "TARJUMA_PROMPTS")]
     pub prompts: Option<PathBuf>,
-    /// Prompt family for a .gguf path (chatml, gemma); guessed from the file if not given.
+    /// Prompt family for a .gguf path (chatml, gemma, llama3, translategemma); guessed
+    /// from the file if not given.
     #[arg(long, value_name = "FAMILY", env = "TARJUMA_PROMPT_FAMILY")]
     pub prompt_family: Option<String>,
     /// CPU threads for matrix kernels (sets RAYON_NUM_THREADS and CANDLE_NUM_THREADS).

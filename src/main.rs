@@ -638,9 +638,20 @@ fn models_cmd(m: ModelsCommand) -> Result<ExitCode> {
                 } else {
                     "not cached"
                 };
+                let source = match &m.source {
+                    models::manifest::Source::Hub { repo, revision } => {
+                        format!(" [{repo} @ {}]", &revision[..revision.len().min(7)])
+                    }
+                    _ => String::new(),
+                };
+                let urdu = if m.can_translate_urdu() {
+                    "ur→en"
+                } else {
+                    ""
+                };
                 writeln!(
                     out,
-                    "{:<30} {:<7} {:>7.0} MB  {:<10} {}{default}",
+                    "{:<30} {:<7} {:>7.0} MB  {:<10} {urdu:<5} {}{default}{source}",
                     m.name,
                     m.architecture,
                     m.total_size() as f64 / 1e6,

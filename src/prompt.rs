@@ -247,6 +247,26 @@ impl Family {
 mod tests {
     use super::*;
 
+    /// TranslateGemma's user turn, as its published chat template renders it for
+    /// Urdu to English: one newline after the first group, two blank lines before the
+    /// trimmed text.
+    #[test]
+    fn translategemma_turn_is_the_published_template() {
+        let f = family("translategemma").unwrap();
+        let turn = f.translate_turn.as_deref().unwrap();
+        let got = fill(turn, &[("source", "  متن  ".trim())]);
+        let want = "You are a professional Urdu (ur) to English (en) translator. Your goal is to \
+accurately convey the meaning and nuances of the original Urdu text while adhering to English \
+grammar, vocabulary, and cultural sensitivities.\nProduce only the English translation, \
+without any additional explanations or commentary. Please translate the following Urdu \
+text into English:\n\n\nمتن";
+        assert_eq!(got, want);
+        assert!(!f.system_role);
+        assert_eq!(f.user, "<start_of_turn>user\n{content}<end_of_turn>\n");
+        assert_eq!(f.assistant_open, "<start_of_turn>model\n");
+        assert!(family("gemma").unwrap().translate_turn.is_none());
+    }
+
     #[test]
     fn families_and_tasks_parse() {
         for (n, _) in FAMILIES {

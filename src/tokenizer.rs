@@ -147,7 +147,29 @@ impl Tokenizer {
             .metadata
             .get("tokenizer.ggml.add_bos_token")
             .and_then(|v| v.to_bool().ok())
-            .unwrap_or(model == "llama");
+            // Without the key, llama.cpp adds BOS for SentencePiece vocabularies and for
+            // the Llama 3 family of BPE pre-tokenizers (llama-vocab.cpp).
+            .unwrap_or_else(|| {
+                let pre = c
+                    .metadata
+                    .get("tokenizer.ggml.pre")
+                    .and_then(|v| v.to_string().ok())
+                    .map_or("", String::as_str);
+                model == "llama"
+                    || matches!(
+                        pre,
+                        "llama3"
+                            | "llama-v3"
+                            | "llama-bpe"
+                            | "falcon3"
+                            | "falcon-h1"
+                            | "pixtral"
+                            | "midm-2.0"
+                            | "lfm2"
+                            | "jina-v5-nano"
+                            | "tekken"
+                    )
+            });
         let ids: HashMap<String, u32> = tokens
             .iter()
             .enumerate()

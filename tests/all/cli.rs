@@ -37,6 +37,17 @@ fn every_subcommand_documents_its_flags() {
             &["summarize", "--help"],
             &["--model", "--max-bullets", "--seed"],
         ),
+        (
+            &["generate", "--help"],
+            &[
+                "--model",
+                "--prompt",
+                "--prompt-file",
+                "--max-tokens",
+                "--raw",
+                "--timing",
+            ],
+        ),
         (&["models", "--help"], &["list", "fetch", "verify", "path"]),
         (&["models", "fetch", "--help"], &["--cache-dir", "--quiet"]),
     ];
@@ -130,6 +141,85 @@ fn models_list_shows_every_manifest() {
         assert!(line.contains("not cached"), "{line}");
     }
     assert!(out.contains("(default)"));
+    // The Hub models a newsroom would run, each pinned to a commit.
+    for m in [
+        "translategemma-4b-it",
+        "gemma-3-4b-it",
+        "qwen2.5-3b-instruct",
+        "qwen2.5-7b-instruct",
+        "llama-3.2-3b-instruct",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{m} ")))
+            .unwrap_or_else(|| panic!("{m} missing:\n{out}"));
+        assert!(line.contains(" @ "), "no pinned revision: {line}");
+        assert_eq!(
+            line.contains("ur→en"),
+            m == "translategemma-4b-it",
+            "{line}"
+        );
+    }
+}
+
+/// When the model that translates is not known to translate Urdu, `translate` and
+/// `run` say so in one line, naming the models that do; a translator that cannot
+/// translate Urdu is refused.
+#[test]
+fn a_model_that_cannot_translate_urdu_is_named_with_the_ones_that_can() {
+    let cache = tempfile::tempdir().unwrap();
+    let seed = crate::util::seed_path();
+    let o = bin()
+        .args([
+            "translate",
+            "--offline",
+            "--model",
+            "smollm2-135m-instruct",
+            "--cache-dir",
+        ])
+        .arg(cache.path())
+        .arg(&seed)
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    let note: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("not known to translate Urdu"))
+        .collect();
+    assert_eq!(note.len(), 1, "{err}");
+    for name in [
+        "smollm2-135m-instruct",
+        "translategemma-4b-it",
+        "nllb-200-distilled-600m",
+        "opus-mt-ur-en",
+    ] {
+        assert!(note[0].contains(name), "{}", note[0]);
+    }
+    // A dedicated translator, or an instruction model that translates: no note.
+    for t in ["opus-mt-ur-en", "translategemma-4b-it"] {
+        let o = bin()
+            .args(["translate", "--offline", "--translator", t, "--cache-dir"])
+            .arg(cache.path())
+            .arg(&seed)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "offline and not cached");
+        assert!(
+            !stderr(&o).contains("not known to translate"),
+            "{t}: {}",
+            stderr(&o)
+        );
+        assert!(stderr(&o).contains(t), "{t}: {}", stderr(&o));
+    }
+    assert_usage_error(
+        &[
+            "translate",
+            "--translator",
+            "qwen2.5-3b-instruct",
+            seed.to_str().unwrap(),
+        ],
+        "not known to translate Urdu",
+    );
 }
 
 #[test]

@@ -39,6 +39,12 @@ struct MockHub {
 
 impl MockHub {
     fn start(files: HashMap<String, Vec<u8>>) -> Self {
+        Self::start_repo(REPO, COMMIT, files)
+    }
+
+    /// Serves `files` as repository `repo` at commit `commit`.
+    fn start_repo(repo: &str, commit: &str, files: HashMap<String, Vec<u8>>) -> Self {
+        let (repo, commit) = (repo.to_string(), commit.to_string());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(AtomicUsize::new(0));
@@ -55,7 +61,7 @@ impl MockHub {
                         served += 1;
                         s.set_nonblocking(false).unwrap();
                         r.fetch_add(1, Ordering::SeqCst);
-                        let _ = serve(s, &files, &d, &a);
+                        let _ = serve(s, &repo, &commit, &files, &d, &a);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -80,6 +86,8 @@ impl MockHub {
 
 fn serve(
     mut s: TcpStream,
+    repo: &str,
+    commit: &str,
     files: &HashMap<String, Vec<u8>>,
     drop_next: &AtomicBool,
     auth: &std::sync::Mutex<String>,
@@ -106,7 +114,7 @@ fn serve(
         }
     }
     let path = first.split_whitespace().nth(1).unwrap_or("");
-    let prefix = format!("/{REPO}/resolve/{COMMIT}/");
+    let prefix = format!("/{repo}/resolve/{commit}/");
     let Some(body) = path.strip_prefix(&prefix).and_then(|f| files.get(f)) else {
         return s.write_all(
             b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
@@ -119,7 +127,7 @@ fn serve(
     let part = &body[start..=end];
     let head = format!(
         "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{end}/{}\r\n\
-         x-repo-commit: {COMMIT}\r\netag: \"{}\"\r\nConnection: close\r\n\r\n",
+         x-repo-commit: {commit}\r\netag: \"{}\"\r\nConnection: close\r\n\r\n",
         part.len(),
         body.len(),
         sha256(body)
@@ -186,6 +194,79 @@ fn out(o: &Output) -> String {
         stdout(o),
         stderr(o)
     )
+}
+
+/// A built-in Hub manifest (TranslateGemma) fetches from its pinned repo, revision and
+/// file: with the real manifest the stand-in's bytes are refused by the pinned sha256;
+/// with the same manifest re-pinned to those bytes (in TARJUMA_MODELS_DIR) they land in
+/// the hub cache under that commit.
+#[test]
+fn builtin_hub_manifest_fetches_its_pinned_file() {
+    use tarjuma::models::manifest::{builtin, Source};
+    let m = builtin()
+        .into_iter()
+        .find(|m| m.name == "translategemma-4b-it")
+        .unwrap();
+    let Source::Hub { repo, revision } = &m.source else {
+        panic!("a hub model")
+    };
+    assert_eq!(revision.len(), 40, "pinned to a commit");
+    let file = m.main_file().name.clone();
+    let env = Env::new();
+    let bytes = env.tiny_model();
+    let hub = MockHub::start_repo(
+        repo,
+        revision,
+        HashMap::from([(file.clone(), bytes.clone())]),
+    );
+    let o = env
+        .cmd(&hub.endpoint())
+        .args(["models", "fetch", "--quiet", &m.name])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(
+        stderr(&o).contains(&file) && stderr(&o).contains("sha256"),
+        "{}",
+        out(&o)
+    );
+    assert!(hub.count() >= 1, "the pinned URL was asked for");
+
+    let text = include_str!("../../models/translategemma-4b-it.toml")
+        .replace(&m.main_file().sha256, &sha256(&bytes))
+        .replace(
+            &format!("size = {}", m.main_file().size),
+            &format!("size = {}", bytes.len()),
+        );
+    std::fs::write(env.root.join("manifests/translategemma-4b-it.toml"), text).unwrap();
+    let o = env
+        .cmd(&hub.endpoint())
+        .args(["models", "fetch", "--quiet", &m.name])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    let cached = env
+        .root
+        .join("hf/hub")
+        .join(format!("models--{}", repo.replace('/', "--")))
+        .join("snapshots")
+        .join(revision)
+        .join(&file);
+    assert_eq!(std::fs::read(&cached).unwrap(), bytes);
+    let o = env
+        .cmd(&hub.endpoint())
+        .args(["models", "list"])
+        .output()
+        .unwrap();
+    let line = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with("translategemma-4b-it"))
+        .map(String::from)
+        .unwrap_or_default();
+    assert!(
+        line.contains("cached") && !line.contains("not cached"),
+        "{line}"
+    );
 }
 
 #[test]

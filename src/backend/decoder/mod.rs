@@ -320,6 +320,32 @@ impl Decoder {
         ))
     }
 
+    /// The additive mask `[n, past + n - from]` of `n` new tokens after `past` cached
+    /// ones, keys from position `from`: causal, and within `window` when given.
+    fn mask(
+        &self,
+        past: usize,
+        n: usize,
+        from: usize,
+        window: Option<usize>,
+    ) -> candle_core::Result<Option<Tensor>> {
+        if n == 1 {
+            return Ok(None);
+        }
+        let width = past + n - from;
+        let mut m = vec![0f32; n * width];
+        for r in 0..n {
+            let qp = past + r;
+            for c in 0..width {
+                let kp = from + c;
+                if kp > qp || window.is_some_and(|w| qp - kp >= w) {
+                    m[r * width + c] = f32::NEG_INFINITY;
+                }
+            }
+        }
+        Tensor::from_vec(m, (n, width), &self.device).map(Some)
+    }
+
     /// Feeds `tokens[i]` to `seqs[i]` (at that sequence's next positions) and returns,
     /// per sequence, the logits of its last new token. Sequences may be of any lengths;
     /// a sequence with no new tokens is an error.
@@ -359,6 +385,22 @@ impl Decoder {
                 s.layers = vec![(empty.clone(), empty); cfg.n_layer];
             }
         }
+        // Per sequence: the first key a sliding layer keeps (older ones are outside every
+        // new query's window) and the additive masks, built once for all layers. One
+        // new token sees every key kept, so it needs none.
+        let mut windows = Vec::with_capacity(seqs.len());
+        let mut masks = Vec::with_capacity(seqs.len());
+        let mut masks_swa = Vec::with_capacity(seqs.len());
+        for (s, t) in seqs.iter().zip(tokens) {
+            let (past, n) = (s.len, t.len());
+            let from = (past + 1).saturating_sub(cfg.sliding_window.max(1));
+            windows.push(from);
+            masks.push(self.mask(past, n, 0, None)?);
+            masks_swa.push(match swa_tables {
+                Some(_) => self.mask(past, n, from, Some(cfg.sliding_window))?,
+                None => None,
+            });
+        }
         for (l, layer) in self.layers.iter().enumerate() {
             let sliding = cfg.swa[l];
             let (cos, sin) = match (&swa_tables, sliding) {
@@ -396,12 +438,7 @@ impl Decoder {
                 append(kc, past, &k.narrow(1, a, n)?)?;
                 append(vc, past, &v.narrow(1, a, n)?)?;
                 let end = past + n;
-                // Keys older than the first query's window are never seen.
-                let from = if sliding {
-                    (past + 1).saturating_sub(cfg.sliding_window)
-                } else {
-                    0
-                };
+                let from = if sliding { windows[i] } else { 0 };
                 let keys = kc.narrow(1, from, end - from)?;
                 let vals = vc.narrow(1, from, end - from)?;
                 let groups = h / kvh;
@@ -412,22 +449,11 @@ impl Decoder {
                     .reshape((kvh, groups * n, hd))?;
                 let mut att = qs.matmul(&keys.t()?)?;
                 let width = end - from;
-                // One new token sees every key kept (the window start is `from`).
-                if n > 1 {
-                    let mut m = vec![0f32; n * width];
-                    for r in 0..n {
-                        let qp = past + r;
-                        for c in 0..width {
-                            let kp = from + c;
-                            if kp > qp || (sliding && qp - kp >= cfg.sliding_window) {
-                                m[r * width + c] = f32::NEG_INFINITY;
-                            }
-                        }
-                    }
-                    let m = Tensor::from_vec(m, (n, width), &self.device)?;
+                let mask = if sliding { &masks_swa[i] } else { &masks[i] };
+                if let Some(m) = mask {
                     att = att
                         .reshape((kvh, groups, n, width))?
-                        .broadcast_add(&m)?
+                        .broadcast_add(m)?
                         .reshape((kvh, groups * n, width))?;
                 }
                 let att = candle_nn::ops::softmax_last_dim(&att)?;
