@@ -102,6 +102,9 @@ impl Sequence {
 
     /// An independent copy of the first `len` positions (for a shared prompt prefix).
     pub fn fork(&self) -> candle_core::Result<Self> {
+        if self.len == 0 {
+            return Ok(Self::new());
+        }
         let layers = self
             .layers
             .iter()
@@ -379,10 +382,18 @@ impl Decoder {
         } else {
             None
         };
-        for s in seqs.iter_mut() {
+        for (s, t) in seqs.iter_mut().zip(tokens) {
             if s.layers.is_empty() {
-                let empty = Tensor::zeros((kvh, 0, hd), DType::F32, &self.device)?;
-                s.layers = vec![(empty.clone(), empty); cfg.n_layer];
+                // Never zero-sized: a device allocation of nothing is not portable.
+                let cap = t.len().next_multiple_of(256);
+                s.layers = (0..cfg.n_layer)
+                    .map(|_| {
+                        Ok((
+                            Tensor::zeros((kvh, cap, hd), DType::F32, &self.device)?,
+                            Tensor::zeros((kvh, cap, hd), DType::F32, &self.device)?,
+                        ))
+                    })
+                    .collect::<candle_core::Result<_>>()?;
             }
         }
         // Per sequence: the first key a sliding layer keeps (older ones are outside every
@@ -529,7 +540,7 @@ mod tests {
     #[test]
     fn append_grows_and_keeps_earlier_positions() {
         let dev = Device::Cpu;
-        let mut buf = Tensor::zeros((2, 0, 4), DType::F32, &dev).unwrap();
+        let mut buf = Tensor::zeros((2, 2, 4), DType::F32, &dev).unwrap();
         let a = Tensor::arange(0f32, 24.0, &dev)
             .unwrap()
             .reshape((2, 3, 4))
