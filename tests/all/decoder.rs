@@ -221,3 +221,72 @@ fn gemma3_parity_generate_raw_matches_llama_completion() {
     );
     assert_eq!(got, want);
 }
+
+/// An instruction model whose manifest says it translates (TranslateGemma's family and
+/// input limit) runs as `--translator`: each chunk goes out as the fixed one-turn prompt,
+/// the guards judge what comes back, the record names it as the translator, and no
+/// "cannot translate Urdu" note is printed. The model is the tiny random gemma3
+/// fixture, so its output is garbage that the guards must catch.
+#[test]
+fn gemma3_parity_fixture_runs_as_a_translategemma_translator() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifests = tmp.path().join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("tiny-translategemma.toml"),
+        format!(
+            "name = \"tiny-translategemma\"\ndescription = \"test\"\narchitecture = \"gemma3\"\n\
+             prompt_family = \"translategemma\"\ncontext_length = 4096\nlicense = \"none\"\n\
+             quality = \"random weights\"\ntranslates_urdu = true\nmax_input_tokens = 2048\n\n\
+             [source]\nkind = \"local\"\npath = \"{}\"\n\n[[files]]\nname = \"model-f32.gguf\"\n",
+            dir("gemma3").display()
+        ),
+    )
+    .unwrap();
+    let input = tmp.path().join("short.ur.txt");
+    std::fs::write(
+        &input,
+        "روس کے وزیر خارجہ نے کہا کہ مذاکرات اگلے ماہ جنیوا میں ہوں گے۔\n\nامریکہ نے کہا کہ وہ تیار ہے۔\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let o = bin()
+        .env("TARJUMA_MODELS_DIR", &manifests)
+        .args(["run", "--quiet", "--threads", "2", "--max-bullets", "1"])
+        .args(["--translator", "tiny-translategemma", "--model"])
+        .arg(dir("gemma3").join("model-f32.gguf"))
+        .arg("--out")
+        .arg(&out)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("not known to translate"),
+        "{}",
+        stderr(&o)
+    );
+    let rec: Value = serde_json::from_str(
+        std::fs::read_to_string(out.join("results.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rec["status"], "ok", "{rec}");
+    assert_eq!(rec["translator"]["name"], "tiny-translategemma", "{rec}");
+    let paras = rec["paragraphs"].as_array().unwrap();
+    assert_eq!(paras.len(), 2);
+    for p in paras {
+        let t = p["translation"].as_str().unwrap();
+        assert!(!t.trim().is_empty());
+        assert!(!tarjuma::text::script::has_arabic_letters(t), "{t}");
+    }
+    assert!(
+        paras
+            .iter()
+            .any(|p| !p["warnings"].as_array().unwrap().is_empty()),
+        "the guards flag a random model's output: {rec}"
+    );
+}
