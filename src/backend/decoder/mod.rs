@@ -120,14 +120,6 @@ impl Sequence {
             len: self.len,
         })
     }
-
-    /// Bytes of cache held.
-    pub fn cache_bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
-            .sum()
-    }
 }
 
 fn append(buf: &mut Tensor, len: usize, new: &Tensor) -> candle_core::Result<()> {
@@ -295,10 +287,6 @@ impl Decoder {
             inv_freq_swa,
             device: device.clone(),
         })
-    }
-
-    pub fn device(&self) -> &Device {
-        &self.device
     }
 
     /// `cos` and `sin` tables `[tokens, head_dim / 2]` for the given positions.
