@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::fixtures::{write_tiny_gguf, Variant};
-use crate::util::{bin, seed, stderr};
+use crate::util::{bin, records, seed, stderr};
 
 /// A work dir with the tiny summarizer and a set of Urdu articles cut from the seed
 /// article.
@@ -70,14 +70,6 @@ impl Env {
             .args(inputs);
         c
     }
-}
-
-fn records(out: &Path) -> Vec<Value> {
-    std::fs::read_to_string(out.join("results.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
-        .collect()
 }
 
 /// id → (status, translations, bullets): what must not depend on how a run went.

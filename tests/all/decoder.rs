@@ -17,7 +17,7 @@ use candle_core::Device;
 use serde_json::Value;
 use tarjuma::backend::decoder::{open, Decoder, Sequence};
 
-use crate::util::{bin, floats, ids, max_diff, stderr};
+use crate::util::{bin, floats, ids, max_diff, records, stderr};
 
 const TOL: f32 = 1e-3;
 
@@ -266,14 +266,7 @@ fn gemma3_parity_fixture_runs_as_a_translategemma_translator() {
         "{}",
         stderr(&o)
     );
-    let rec: Value = serde_json::from_str(
-        std::fs::read_to_string(out.join("results.jsonl"))
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
+    let rec = records(&out).remove(0);
     assert_eq!(rec["status"], "ok", "{rec}");
     assert_eq!(rec["translator"]["name"], "tiny-translategemma", "{rec}");
     let paras = rec["paragraphs"].as_array().unwrap();

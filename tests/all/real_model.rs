@@ -2,23 +2,13 @@
 //! SmolLM2-135M is English only: these tests check the pipeline and its guards, not
 //! translation quality (see ARCHITECTURE.md).
 
-use std::path::Path;
-
 use serde_json::Value;
 use tarjuma::pipeline::job::prepare;
 use tarjuma::text::script::has_arabic_letters;
 
-use crate::util::{bin, model_path, run_with_stdin, seed_path, stderr, stdout};
+use crate::util::{bin, model_path, records, run_with_stdin, seed_path, stderr, stdout};
 
 const SMOL: &str = "smollm2-135m-instruct";
-
-fn records(out: &Path) -> Vec<Value> {
-    std::fs::read_to_string(out.join("results.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 #[test]
 fn seed_article_record() {

@@ -15,7 +15,7 @@ use tarjuma::backend::seq2seq::{Langs, Nmt};
 use tarjuma::generate::seq2seq::{generate, EarlyStopping, GenOptions, LengthLimit};
 use tarjuma::pipeline::translate::romanize_arabic_runs;
 
-use crate::util::{bin, floats, ids, max_diff, model_path, run_with_stdin, stderr};
+use crate::util::{bin, floats, ids, max_diff, model_path, records, run_with_stdin, stderr};
 
 const TOL: f32 = 1e-4;
 
@@ -260,14 +260,7 @@ fn run_with_each_translator_fixture() {
         };
         let o = run();
         assert!(o.status.success(), "{translator}: {}", stderr(&o));
-        let rec: Value = serde_json::from_str(
-            std::fs::read_to_string(out.join("results.jsonl"))
-                .unwrap()
-                .lines()
-                .next()
-                .unwrap(),
-        )
-        .unwrap();
+        let rec = records(&out).remove(0);
         assert_eq!(rec["status"], "ok", "{rec}");
         assert_eq!(rec["translator"]["name"], translator);
         assert_eq!(rec["translator"]["sha256"].as_str().unwrap().len(), 64);

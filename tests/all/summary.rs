@@ -9,7 +9,7 @@ use tarjuma::eval::facts::FactSheet;
 use tarjuma::pipeline::factcheck;
 
 use crate::fixtures::{write_tiny_gguf, Variant};
-use crate::util::{bin, model_path, stderr, stdout};
+use crate::util::{bin, model_path, records, stderr, stdout};
 
 const SMOL: &str = "smollm2-135m-instruct";
 
@@ -17,14 +17,6 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/summary")
         .join(name)
-}
-
-fn records(out: &Path) -> Vec<Value> {
-    std::fs::read_to_string(out.join("results.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// Every bullet cites body paragraphs of the record, and every number, date and name it
