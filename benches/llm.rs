@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::{quantized_gemma3, quantized_llama, quantized_qwen2};
-use tarjuma::backend::decoder::{Decoder, Sequence};
+use tarjuma::backend::decoder::Sequence;
 use tarjuma::tokenizer::Tokenizer;
 
 enum Candle {
@@ -101,7 +101,7 @@ fn main() -> Result<()> {
             let mut f = File::open(path).with_context(|| format!("{}", path.display()))?;
             Ok((gguf_file::Content::read(&mut f)?, f))
         };
-        let (content, mut f) = read()?;
+        let (content, _) = read()?;
         let tok = Tokenizer::from_gguf(&content)?;
         let mut prompt = tok.encode(&seed)?;
         while prompt.len() < prompt_len {
@@ -111,7 +111,7 @@ fn main() -> Result<()> {
         let arch = content.metadata["general.architecture"]
             .to_string()?
             .clone();
-        let ours = Decoder::load(&content, &mut f, &Device::Cpu)?;
+        let ours = tarjuma::backend::decoder::open(path, &Device::Cpu)?;
         let (content, mut f) = read()?;
         let mut theirs = match arch.as_str() {
             "qwen2" => Candle::Qwen2(quantized_qwen2::ModelWeights::from_gguf(

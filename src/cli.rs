@@ -59,6 +59,43 @@ pub enum Command {
     ///
     /// Without --raw the prompt is one user turn in the model's chat template.
     Generate(GenerateArgs),
+    /// Measure a GGUF model's prompt (prefill) and generation (decode) speed on this
+    /// machine, as llama-bench does: tokens/s per test, load time, peak memory, and the
+    /// CPU and kernels the figures belong to.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Prompt lengths to time, one prefill test each (comma-separated; 0 for none).
+    #[arg(
+        long,
+        short = 'p',
+        value_name = "N,...",
+        value_delimiter = ',',
+        default_value = "256"
+    )]
+    pub prompt_tokens: Vec<usize>,
+    /// Tokens to generate in each decode test (0 for none).
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 64)]
+    pub gen_tokens: usize,
+    /// Sequences decoded together, one decode test each (aggregate tokens/s).
+    #[arg(
+        long,
+        short = 's',
+        value_name = "N,...",
+        value_delimiter = ',',
+        default_value = "1"
+    )]
+    pub sequences: Vec<usize>,
+    /// Timed runs per test, after one warm-up run.
+    #[arg(long, short = 'r', value_name = "N", default_value_t = 3)]
+    pub repetitions: usize,
+    /// One JSON object per model on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What `run` does with articles that are not Urdu.

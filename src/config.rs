@@ -147,6 +147,27 @@ impl ModelConfig {
         })
     }
 
+    /// The model's name and file, fetched if needed (no hashing of a local path).
+    pub fn file(&self) -> Result<(String, PathBuf)> {
+        match &self.spec {
+            ModelSpec::Builtin(m) => {
+                let files = self
+                    .cache
+                    .ensure(m)
+                    .map_err(|e| config_error(format!("cannot get model `{}`: {e:#}", m.name)))?;
+                let f = files.into_iter().next().expect("a manifest has files");
+                Ok((m.name.clone(), f.path))
+            }
+            ModelSpec::File(p) => Ok((
+                p.file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("model")
+                    .to_string(),
+                p.clone(),
+            )),
+        }
+    }
+
     /// Fetches (if needed) and loads the model. Failures here are configuration errors.
     pub fn load(&self) -> Result<Lm> {
         let device = parse_device(&self.device).map_err(|e| config_error(e.to_string()))?;

@@ -7,6 +7,7 @@
 //! [`prompt`] and [`models`]. [`eval`] scores runs and compares them side by side.
 
 pub mod backend;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod eval;

@@ -8,8 +8,8 @@ use anyhow::Result;
 use clap::Parser;
 
 use tarjuma::cli::{
-    Cli, Command, EvalArgs, GenerateArgs, MergeArgs, ModelsCommand, NonUrduArg, ReportArgs,
-    RunArgs, ScoreArgs, SummarizeArgs, TextArgs,
+    BenchArgs, Cli, Command, EvalArgs, GenerateArgs, MergeArgs, ModelsCommand, NonUrduArg,
+    ReportArgs, RunArgs, ScoreArgs, SummarizeArgs, TextArgs,
 };
 use tarjuma::config::{self, config_error, ConfigError, ModelConfig, TranslatorConfig};
 use tarjuma::eval::facts::FactSheet;
@@ -36,9 +36,11 @@ fn main() -> ExitCode {
         Command::Translate(a) => a.model.threads,
         Command::Summarize(a) => a.text.model.threads,
         Command::Generate(a) => a.model.threads,
+        Command::Bench(a) => a.model.threads,
         Command::Models(_) | Command::Eval(_) | Command::Report(_) | Command::Merge(_) => None,
     };
     config::set_threads(threads);
+    tarjuma::backend::tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TARJUMA_LOG")
@@ -104,7 +106,62 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Merge(a) => merge_cmd(a),
         Command::Report(a) => report_cmd(a),
         Command::Generate(a) => generate_cmd(a),
+        Command::Bench(a) => bench_cmd(a),
     }
+}
+
+/// `tarjuma bench`: llama-bench's tests on our engine.
+fn bench_cmd(a: BenchArgs) -> Result<ExitCode> {
+    use tarjuma::bench;
+    if a.repetitions == 0 {
+        return Err(config_error("--repetitions must be at least 1"));
+    }
+    if a.sequences.contains(&0) {
+        return Err(config_error("--sequences must be at least 1"));
+    }
+    let mc = ModelConfig::from_args(&a.model)?;
+    let (name, path) = mc.file()?;
+    let device =
+        tarjuma::backend::parse_device(&mc.device).map_err(|e| config_error(e.to_string()))?;
+    let plan = bench::Plan {
+        prompt_tokens: a.prompt_tokens.clone(),
+        gen_tokens: a.gen_tokens,
+        sequences: a.sequences.clone(),
+        repetitions: a.repetitions,
+    };
+    let cpu = bench::Cpu::detect();
+    if !a.json {
+        println!(
+            "cpu: {}, {} threads",
+            cpu.line(),
+            candle_core::utils::get_num_threads()
+        );
+        println!("| model | test | tokens/s |");
+        println!("|---|---|---|");
+    }
+    let json = a.json;
+    let r = bench::run(&name, &path, &device, &plan, |t| {
+        if !json {
+            println!(
+                "| {name} | {} | {:.2} ± {:.2} |",
+                t.test, t.avg_ts, t.stddev_ts
+            );
+        }
+    })
+    .map_err(|e| anyhow::anyhow!("model `{name}`: {}", tarjuma::pipeline::one_line(&e)))?;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "load {:.2} s; peak RSS {:.0} MiB ({:.2}× the {:.0} MiB file); kernels: {}",
+            r.load_s,
+            r.peak_rss_bytes as f64 / 1048576.0,
+            r.peak_rss_bytes as f64 / r.file_bytes.max(1) as f64,
+            r.file_bytes as f64 / 1048576.0,
+            r.kernels.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `tarjuma generate`: one prompt, one completion on stdout.

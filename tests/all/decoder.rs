@@ -283,3 +283,143 @@ fn gemma3_parity_fixture_runs_as_a_translategemma_translator() {
         "the guards flag a random model's output: {rec}"
     );
 }
+
+fn random_ids(n: usize, vocab: u32, seed: u64) -> Vec<u32> {
+    tarjuma::bench::tokens(n, vocab as usize, seed)
+}
+
+/// A prompt longer than one attention block (128 queries) fed at once equals the same
+/// prompt fed in short pieces, which attend unblocked (issue 13's blocked attention).
+fn check_blocked_attention(arch: &str) {
+    let m = open(&dir(arch).join("model-f32.gguf"), &device()).unwrap();
+    let prompt = random_ids(300, m.vocab() as u32, 5);
+    let once = m.forward_one(&mut Sequence::new(), &prompt).unwrap();
+    let mut s = Sequence::new();
+    let mut pieces = vec![];
+    for c in prompt.chunks(37) {
+        pieces = m.forward_one(&mut s, c).unwrap();
+    }
+    let d = max_diff(&once, &pieces);
+    assert!(d < 1e-4, "{arch}: 300 tokens at once vs in pieces: {d}");
+    assert_eq!(argmax(&once), argmax(&pieces));
+}
+
+#[test]
+fn qwen2_long_prompt_attends_in_blocks() {
+    check_blocked_attention("qwen2");
+}
+
+#[test]
+fn gemma3_long_prompt_attends_in_blocks() {
+    // Sliding layers (window 16) and global layers both cross block edges.
+    check_blocked_attention("gemma3");
+}
+
+/// Our block kernels against candle's `QMatMul` on the same Q4_K_M file: logits within
+/// the noise of activation rounding, greedy ids identical, for a prompt, a batch of
+/// two sequences (several input rows per product) and decoding (one row).
+fn check_kernels_equal_plain(arch: &str) {
+    if device().is_cuda() {
+        return; // our kernels are CPU-only
+    }
+    let path = dir(arch).join("model-q4_k_m.gguf");
+    let ours = tarjuma::backend::decoder::open_with(&path, &Device::Cpu, false).unwrap();
+    let plain = tarjuma::backend::decoder::open_with(&path, &Device::Cpu, true).unwrap();
+    let own = |k: &String| k.ends_with(": avx2") || k.ends_with(": candle-blocks");
+    assert!(ours.kernels().iter().any(own), "{:?}", ours.kernels());
+    assert!(!plain.kernels().iter().any(own), "{:?}", plain.kernels());
+    let prompt = random_ids(150, ours.vocab() as u32, 9);
+    let a = ours.forward_one(&mut Sequence::new(), &prompt).unwrap();
+    let b = plain.forward_one(&mut Sequence::new(), &prompt).unwrap();
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = max_diff(&a, &b);
+    assert!(
+        d < 0.02 * scale,
+        "{arch}: ours vs plain {d} (logit scale {scale})"
+    );
+    // Greedy from the fixture's prompt (random tokens put these tiny random models on
+    // near-ties, where any rounding flips a choice).
+    let start = ids(&reference(arch)["prompt"]);
+    assert_eq!(greedy(&ours, &start, 24), greedy(&plain, &start, 24));
+    // Two sequences in one pass, each equal to its own run.
+    let (mut s1, mut s2) = (Sequence::new(), Sequence::new());
+    let both = ours
+        .forward(&mut [&mut s1, &mut s2], &[&prompt[..40], &prompt[40..90]])
+        .unwrap();
+    let alone = ours
+        .forward_one(&mut Sequence::new(), &prompt[40..90])
+        .unwrap();
+    let both1: Vec<f32> = both[1].to_vec1().unwrap();
+    assert!(max_diff(&both1, &alone) < 1e-4);
+}
+
+#[test]
+fn qwen2_kernels_equal_the_plain_path() {
+    check_kernels_equal_plain("qwen2");
+}
+
+#[test]
+fn llama_kernels_equal_the_plain_path() {
+    check_kernels_equal_plain("llama");
+}
+
+#[test]
+fn gemma3_kernels_equal_the_plain_path() {
+    check_kernels_equal_plain("gemma3");
+}
+
+/// `tarjuma bench` reports llama-bench's tests, the CPU and the kernels, as JSON and as
+/// a table; bad counts are usage errors.
+#[test]
+fn bench_reports_tests_cpu_and_kernels() {
+    let model = dir("qwen2").join("model-q4_k_m.gguf");
+    let o = bin()
+        .args([
+            "bench", "-p", "40,130", "-n", "4", "-s", "1,3", "-r", "2", "--json", "-t", "2",
+            "--model",
+        ])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = r["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["test"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["pp40", "pp130", "tg4", "tg4x3"]);
+    for t in r["tests"].as_array().unwrap() {
+        assert!(t["avg_ts"].as_f64().unwrap() > 0.0, "{t}");
+        assert_eq!(t["samples_ts"].as_array().unwrap().len(), 2);
+    }
+    assert_eq!(r["threads"], 2);
+    assert!(!r["cpu"]["model"].as_str().unwrap().is_empty());
+    assert!(r["kernels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k.as_str().unwrap().starts_with("q4k: ")));
+    assert!(r["load_s"].as_f64().unwrap() > 0.0);
+    assert!(r["peak_rss_bytes"].as_u64().unwrap() > 0);
+    let o = bin()
+        .args(["bench", "-p", "16", "-n", "2", "-r", "1", "--model"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = crate::util::stdout(&o);
+    assert!(table.starts_with("cpu: "), "{table}");
+    assert!(
+        table.contains("| pp16 |") && table.contains("| tg2 |"),
+        "{table}"
+    );
+    let o = bin()
+        .args(["bench", "-r", "0", "--model"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--repetitions"), "{}", stderr(&o));
+}

@@ -23,11 +23,68 @@ use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::{gguf_file, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
+use super::qmm::{Bytes, QWeight};
+
 pub use config::{Arch, Config, Rope};
+
+/// A weight matrix: GGUF blocks multiplied by our own kernels ([`super::qmm`]) on the
+/// CPU, or candle's `QMatMul` (float types, CUDA, or `TARJUMA_QMM=off`).
+pub enum Weight {
+    Blocks(QWeight),
+    Candle(QMatMul),
+}
+
+impl Weight {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Candle(w) => w.forward(x),
+            Self::Blocks(w) => {
+                let dims = x.dims().to_vec();
+                let k = *dims.last().unwrap_or(&0);
+                if k != w.cols() {
+                    candle_core::bail!("input of width {k} for a weight of width {}", w.cols());
+                }
+                let m = x.elem_count() / k.max(1);
+                let xs = x.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+                let y = w.matmul(&xs, m);
+                let mut shape = dims;
+                *shape.last_mut().expect("checked") = w.rows();
+                Tensor::from_vec(y, shape, x.device())
+            }
+        }
+    }
+
+    /// Rows `ids` as a `[ids, cols]` f32 tensor.
+    fn embedding(&self, ids: &[u32], device: &Device) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Candle(w) => {
+                let ids = Tensor::from_slice(ids, ids.len(), device)?;
+                w.embedding(&ids)?.to_dtype(DType::F32)
+            }
+            Self::Blocks(w) => {
+                let cols = w.cols();
+                let mut out = vec![0f32; ids.len() * cols];
+                for (row, &id) in out.chunks_exact_mut(cols).zip(ids) {
+                    if id as usize >= w.rows() {
+                        candle_core::bail!(
+                            "token id {id} is outside the vocabulary of {}",
+                            w.rows()
+                        );
+                    }
+                    w.dequantize_row(id as usize, row);
+                }
+                Tensor::from_vec(out, (ids.len(), cols), device)
+            }
+        }
+    }
+}
+
+/// Queries per attention block when a sequence feeds many tokens at once.
+const QUERY_BLOCK: usize = 128;
 
 /// A weight matrix (any GGUF type) with an optional bias.
 struct Linear {
-    w: QMatMul,
+    w: Weight,
     b: Option<Tensor>,
 }
 
@@ -51,9 +108,9 @@ struct Layer {
     k_norm: Option<Tensor>,
     post_attn_norm: Option<Tensor>,
     ffn_norm: Tensor,
-    gate: QMatMul,
-    up: QMatMul,
-    down: QMatMul,
+    gate: Weight,
+    up: Weight,
+    down: Weight,
     post_ffn_norm: Option<Tensor>,
 }
 
@@ -61,10 +118,10 @@ struct Layer {
 /// one `Decoder` serves any number of [`Sequence`]s.
 pub struct Decoder {
     pub config: Config,
-    embed: QMatMul,
+    embed: Arc<Weight>,
     layers: Vec<Layer>,
     output_norm: Tensor,
-    output: QMatMul,
+    output: Arc<Weight>,
     /// `base^(-2i/d)` per rotary pair for global and sliding layers, with the Llama 3
     /// factors and linear scale folded in.
     inv_freq: Vec<f64>,
@@ -140,6 +197,10 @@ fn append(buf: &mut Tensor, len: usize, new: &Tensor) -> candle_core::Result<()>
 struct Loader<'a, R> {
     content: &'a gguf_file::Content,
     reader: &'a mut R,
+    /// The whole file, when mapped: weights are then used in place.
+    map: Option<Arc<memmap2::Mmap>>,
+    /// Our block kernels where they know the format (else candle's `QMatMul`).
+    own: bool,
     device: &'a Device,
 }
 
@@ -153,6 +214,44 @@ impl<R: std::io::Read + std::io::Seek> Loader<'_, R> {
             .tensor(self.reader, name, self.device)
             .map(Arc::new)
             .with_context(|| format!("cannot read tensor `{name}`"))
+    }
+
+    /// A weight matrix: in place (or read once) for our kernels when they know its
+    /// format, else through candle.
+    fn weight(&mut self, name: &str) -> Result<Weight> {
+        let info = self
+            .content
+            .tensor_infos
+            .get(name)
+            .ok_or_else(|| anyhow!("cannot read tensor `{name}`: not in the file"))?;
+        let dims = info.shape.dims();
+        if self.device.is_cpu() && self.own && QWeight::supports(info.ggml_dtype) && dims.len() == 2
+        {
+            let (rows, cols) = (dims[0], dims[1]);
+            let dt = info.ggml_dtype;
+            let len = rows * cols / dt.block_size() * dt.type_size();
+            let start = (self.content.tensor_data_offset + info.offset) as usize;
+            let bytes = match &self.map {
+                Some(map) if start + len <= map.len() => Bytes::Mapped {
+                    map: map.clone(),
+                    start,
+                    len,
+                },
+                Some(_) => bail!("tensor `{name}` runs past the end of the file"),
+                None => {
+                    let mut buf = vec![0u8; len];
+                    self.reader.seek(std::io::SeekFrom::Start(start as u64))?;
+                    self.reader
+                        .read_exact(&mut buf)
+                        .with_context(|| format!("cannot read tensor `{name}`"))?;
+                    Bytes::owned(&buf)
+                }
+            };
+            return QWeight::new(dt, rows, cols, bytes)
+                .map(Weight::Blocks)
+                .with_context(|| format!("tensor `{name}`"));
+        }
+        Ok(Weight::Candle(QMatMul::from_arc(self.tensor(name)?)?))
     }
 
     /// A small tensor (norm, bias) as f32.
@@ -177,10 +276,24 @@ fn rms(x: &Tensor, w: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
 }
 
 impl Decoder {
-    /// Reads the model from an opened GGUF file; `arch` is its `general.architecture`.
+    /// Reads the model from an opened GGUF file, copying its weights into memory.
     pub fn load<R: std::io::Read + std::io::Seek>(
         content: &gguf_file::Content,
         reader: &mut R,
+        device: &Device,
+    ) -> Result<Self> {
+        Self::load_with(content, reader, None, !own_kernels(), device)
+    }
+
+    /// Reads the model; with `map` (the whole file, mapped), weight matrices stay in
+    /// the file's pages and loading copies nothing. `plain` puts every weight in
+    /// candle's `QMatMul` instead of our block kernels (the reference they are tested
+    /// against).
+    pub fn load_with<R: std::io::Read + std::io::Seek>(
+        content: &gguf_file::Content,
+        reader: &mut R,
+        map: Option<Arc<memmap2::Mmap>>,
+        plain: bool,
         device: &Device,
     ) -> Result<Self> {
         let arch_name = content
@@ -195,6 +308,8 @@ impl Decoder {
         let mut ld = Loader {
             content,
             reader,
+            own: !plain,
+            map,
             device,
         };
         let hd = config.head_dim;
@@ -203,7 +318,7 @@ impl Decoder {
             let p = format!("blk.{l}");
             let lin = |ld: &mut Loader<R>, n: &str| -> Result<Linear> {
                 Ok(Linear {
-                    w: QMatMul::from_arc(ld.tensor(&format!("{p}.{n}.weight"))?)?,
+                    w: ld.weight(&format!("{p}.{n}.weight"))?,
                     b: ld.optional(&format!("{p}.{n}.bias"))?,
                 })
             };
@@ -238,19 +353,18 @@ impl Decoder {
                 k_norm,
                 post_attn_norm,
                 ffn_norm: ld.dense(&format!("{p}.ffn_norm.weight"))?,
-                gate: QMatMul::from_arc(ld.tensor(&format!("{p}.ffn_gate.weight"))?)?,
-                up: QMatMul::from_arc(ld.tensor(&format!("{p}.ffn_up.weight"))?)?,
-                down: QMatMul::from_arc(ld.tensor(&format!("{p}.ffn_down.weight"))?)?,
+                gate: ld.weight(&format!("{p}.ffn_gate.weight"))?,
+                up: ld.weight(&format!("{p}.ffn_up.weight"))?,
+                down: ld.weight(&format!("{p}.ffn_down.weight"))?,
                 post_ffn_norm,
             });
         }
-        let embd = ld.tensor("token_embd.weight")?;
+        let embed = Arc::new(ld.weight("token_embd.weight")?);
         let output = if ld.has("output.weight") {
-            QMatMul::from_arc(ld.tensor("output.weight")?)?
+            Arc::new(ld.weight("output.weight")?)
         } else {
-            QMatMul::from_arc(embd.clone())?
+            embed.clone()
         };
-        let embed = QMatMul::from_arc(embd)?;
         let output_norm = ld.dense("output_norm.weight")?;
         // Llama 3.x: per-pair divisors precomputed by the converter (llama.cpp's
         // `rope_freqs`, shared by every layer).
@@ -287,6 +401,39 @@ impl Decoder {
             inv_freq_swa,
             device: device.clone(),
         })
+    }
+
+    /// Rows of the embedding table (the vocabulary the weights know).
+    pub fn vocab(&self) -> usize {
+        match &*self.embed {
+            Weight::Blocks(w) => w.rows(),
+            Weight::Candle(w) => match w {
+                QMatMul::QTensor(t) => t.shape().dims()[0],
+                QMatMul::Tensor(t) | QMatMul::TensorF16(t) => t.dims()[0],
+            },
+        }
+    }
+
+    /// The product kernel of each weight format in the model, e.g. `q5_0: avx2`,
+    /// sorted (what benchmarks record beside their figures).
+    pub fn kernels(&self) -> Vec<String> {
+        let mut ws: Vec<&Weight> = vec![&self.output];
+        for l in &self.layers {
+            ws.extend([&l.q.w, &l.k.w, &l.v.w, &l.o.w, &l.gate, &l.up, &l.down]);
+        }
+        let mut out: Vec<String> = ws
+            .into_iter()
+            .map(|w| match w {
+                Weight::Blocks(b) => format!("{}: {}", dtype_name(b.dtype()), b.kernel()),
+                Weight::Candle(QMatMul::QTensor(t)) => {
+                    format!("{}: candle", dtype_name(t.dtype()))
+                }
+                Weight::Candle(_) => "f32/f16: candle gemm".to_string(),
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// `cos` and `sin` tables `[tokens, head_dim / 2]` for the given positions.
@@ -359,8 +506,7 @@ impl Decoder {
             positions.extend(s.len..s.len + t.len());
         }
         let total = ids.len();
-        let ids_t = Tensor::from_vec(ids, total, &self.device)?;
-        let mut x = self.embed.embedding(&ids_t)?.to_dtype(DType::F32)?;
+        let mut x = self.embed.embedding(&ids, &self.device)?;
         if let Some(s) = cfg.embed_scale {
             x = (x * s)?;
         }
@@ -436,32 +582,40 @@ impl Decoder {
                 let (kc, vc) = &mut s.layers[l];
                 append(kc, past, &k.narrow(1, a, n)?)?;
                 append(vc, past, &v.narrow(1, a, n)?)?;
-                let end = past + n;
                 let from = if sliding { windows[i] } else { 0 };
-                let keys = kc.narrow(1, from, end - from)?;
-                let vals = vc.narrow(1, from, end - from)?;
                 let groups = h / kvh;
-                // [h, n, hd] -> [kvh, groups * n, hd]: query heads that share a KV head.
-                let qs = q
-                    .narrow(1, a, n)?
-                    .contiguous()?
-                    .reshape((kvh, groups * n, hd))?;
-                let mut att = qs.matmul(&keys.t()?)?;
-                let width = end - from;
                 let mask = if sliding { &masks_swa[i] } else { &masks[i] };
-                if let Some(m) = mask {
-                    att = att
-                        .reshape((kvh, groups, n, width))?
-                        .broadcast_add(m)?
-                        .reshape((kvh, groups * n, width))?;
+                // Long prompts attend in blocks of queries, each to the keys it can see:
+                // causality skips about half the products, and the scores of one block
+                // stay small.
+                let mut c0 = 0;
+                while c0 < n {
+                    let cn = (n - c0).min(QUERY_BLOCK);
+                    let width = past + c0 + cn - from;
+                    let keys = kc.narrow(1, from, width)?;
+                    let vals = vc.narrow(1, from, width)?;
+                    // [h, cn, hd] -> [kvh, groups * cn, hd]: query heads sharing a KV head.
+                    let qs =
+                        q.narrow(1, a + c0, cn)?
+                            .contiguous()?
+                            .reshape((kvh, groups * cn, hd))?;
+                    let mut att = qs.matmul(&keys.t()?)?;
+                    if let Some(m) = mask {
+                        let m = m.narrow(0, c0, cn)?.narrow(1, 0, width)?;
+                        att = att
+                            .reshape((kvh, groups, cn, width))?
+                            .broadcast_add(&m)?
+                            .reshape((kvh, groups * cn, width))?;
+                    }
+                    let att = candle_nn::ops::softmax_last_dim(&att)?;
+                    let o = att.matmul(&vals.contiguous()?)?; // [kvh, groups * cn, hd]
+                    outs.push(
+                        o.reshape((h, cn, hd))?
+                            .transpose(0, 1)?
+                            .reshape((cn, h * hd))?,
+                    );
+                    c0 += cn;
                 }
-                let att = candle_nn::ops::softmax_last_dim(&att)?;
-                let o = att.matmul(&vals.contiguous()?)?; // [kvh, groups * n, hd]
-                let o = o
-                    .reshape((h, n, hd))?
-                    .transpose(0, 1)?
-                    .reshape((n, h * hd))?;
-                outs.push(o);
             }
             let o = if outs.len() == 1 {
                 outs.pop().expect("one")
@@ -512,13 +666,40 @@ impl Decoder {
     }
 }
 
-/// Opens a GGUF file and loads its decoder (no tokenizer).
+/// Opens a GGUF file and loads its decoder (no tokenizer), weights mapped in place.
 pub fn open(path: &Path, device: &Device) -> Result<Decoder> {
-    let mut f =
+    open_with(path, device, !own_kernels())
+}
+
+/// [`open`], with `plain` choosing candle's `QMatMul` for every weight.
+pub fn open_with(path: &Path, device: &Device, plain: bool) -> Result<Decoder> {
+    let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut f = std::io::BufReader::with_capacity(1 << 20, &file);
     let content = gguf_file::Content::read(&mut f)
         .map_err(|e| anyhow!("{} is not a readable GGUF file: {e}", path.display()))?;
-    Decoder::load(&content, &mut f, device)
+    let map = map_file(&file, path)?;
+    Decoder::load_with(&content, &mut f, Some(map), plain, device)
+}
+
+/// Maps a model file read-only. The file must not be rewritten while mapped: model
+/// files are only ever replaced whole (a new file renamed over), which keeps the old
+/// pages alive.
+pub fn map_file(f: &std::fs::File, path: &Path) -> Result<Arc<memmap2::Mmap>> {
+    // SAFETY: read-only mapping of a file that is replaced, never written in place.
+    let map = unsafe { memmap2::Mmap::map(f) }
+        .with_context(|| format!("cannot map {}", path.display()))?;
+    Ok(Arc::new(map))
+}
+
+fn dtype_name(d: candle_core::quantized::GgmlDType) -> String {
+    format!("{d:?}").to_ascii_lowercase()
+}
+
+/// Our block kernels, unless `TARJUMA_QMM=off` asks for candle's plain path (to
+/// compare the two).
+pub fn own_kernels() -> bool {
+    std::env::var("TARJUMA_QMM").map_or(true, |v| v != "off")
 }
 
 #[cfg(test)]

@@ -1,0 +1,69 @@
+//! Quantized products of `backend::qmm` beside candle's `QMatMul` (the plain path) on
+//! the weight shapes of the pip-carried models, alternating in one process, best of
+//! several runs. GFLOP/s counts 2 · m · k · n.
+//!
+//! usage: cargo bench --bench qmm [-- --threads N]
+
+use std::time::Instant;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{Device, Module, Tensor};
+use tarjuma::backend::qmm::{Bytes, QWeight};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--threads") {
+        let t = &args[i + 1];
+        std::env::set_var("RAYON_NUM_THREADS", t);
+        std::env::set_var("CANDLE_NUM_THREADS", t);
+    }
+    tarjuma::backend::tune_allocator();
+    let cpu = tarjuma::bench::Cpu::detect();
+    println!(
+        "cpu: {}, {} threads",
+        cpu.line(),
+        candle_core::utils::get_num_threads()
+    );
+    println!("| format | n × k | m | candle GFLOP/s | ours GFLOP/s | ours / candle |");
+    println!("|---|---|---|---|---|---|");
+    let dev = Device::Cpu;
+    let shapes = [
+        (GgmlDType::Q5_0, 4864, 896),
+        (GgmlDType::Q8_0, 896, 896),
+        (GgmlDType::Q4K, 896, 4864),
+        (GgmlDType::Q6K, 896, 4864),
+        (GgmlDType::Q4_1, 1536, 576),
+    ];
+    for (dt, n, k) in shapes {
+        let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
+        let q = QTensor::quantize(&w, dt)?;
+        let ours = QWeight::new(dt, n, k, Bytes::owned(&q.data()?))?;
+        let plain = QMatMul::from_qtensor(q)?;
+        for m in [1usize, 8, 256] {
+            let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
+            let xv = x.flatten_all()?.to_vec1::<f32>()?;
+            let reps = (20_000_000 / (m * k * n / 64).max(1)).clamp(2, 200);
+            let (mut bc, mut bo) = (f64::MAX, f64::MAX);
+            for _ in 0..3 {
+                let t = Instant::now();
+                for _ in 0..reps {
+                    std::hint::black_box(plain.forward(&x)?);
+                }
+                bc = bc.min(t.elapsed().as_secs_f64() / reps as f64);
+                let t = Instant::now();
+                for _ in 0..reps {
+                    std::hint::black_box(ours.matmul(&xv, m));
+                }
+                bo = bo.min(t.elapsed().as_secs_f64() / reps as f64);
+            }
+            let flop = 2.0 * (m * k * n) as f64 / 1e9;
+            println!(
+                "| {dt:?} | {n} × {k} | {m} | {:.1} | {:.1} | {:.2} |",
+                flop / bc,
+                flop / bo,
+                bc / bo
+            );
+        }
+    }
+    Ok(())
+}
