@@ -78,6 +78,10 @@ pub struct QWeight {
 const GROUP: usize = 16;
 /// Input rows that share one unpacked weight block (accumulators stay in registers).
 const TILE: usize = 4;
+/// Weight rows per packed tile (one AVX2 register of f32 sums).
+const PACK: usize = 8;
+/// Input rows from which unpacking weights into tiles pays for itself.
+const PACKED_MIN_ROWS: usize = 32;
 
 impl QWeight {
     /// Whether products over `dtype` run here (otherwise use candle's `QMatMul`).
@@ -189,6 +193,21 @@ impl QWeight {
             return out;
         }
         #[cfg(target_arch = "x86_64")]
+        if avx2::available()
+            && m >= PACKED_MIN_ROWS
+            && matches!(
+                self.dtype,
+                GgmlDType::Q4_0
+                    | GgmlDType::Q4_1
+                    | GgmlDType::Q5_0
+                    | GgmlDType::Q4K
+                    | GgmlDType::Q6K
+            )
+        {
+            self.matmul_packed(x, m, &mut out);
+            return out;
+        }
+        #[cfg(target_arch = "x86_64")]
         if avx2::available() {
             use avx2::Fmt;
             let fmt = match self.dtype {
@@ -217,6 +236,188 @@ impl QWeight {
             _ => unreachable!("checked in new"),
         }
         out
+    }
+
+    /// Prompt-sized products (`m ≥ PACKED_MIN_ROWS`) for formats whose values are
+    /// `s · u − o` with unsigned `u` per 32 (Q4_0, Q4_1, Q5_0, Q4_K): each task unpacks
+    /// eight weight rows at a time into bytes interleaved four columns deep, so one
+    /// `maddubs` multiplies four input values into eight rows at once and the sums land
+    /// per row, without horizontal reductions (the layout of candle's x86 repack and
+    /// llama.cpp's tinyBLAS, made per call so no second copy of the weights is kept).
+    #[cfg(target_arch = "x86_64")]
+    fn matmul_packed(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        let (k, n) = (self.cols, self.rows);
+        let kb = k / 32;
+        let kq = matches!(self.dtype, GgmlDType::Q4K | GgmlDType::Q6K);
+        let q6 = self.dtype == GgmlDType::Q6K;
+        let mut qs = vec![0i8; m * k];
+        let mut d = vec![0f32; m * kb];
+        let mut t = vec![0f32; m * kb * 2];
+        let (qp, dp, tp) = (
+            SendPtr(qs.as_mut_ptr()),
+            SendPtr(d.as_mut_ptr()),
+            SendPtr(t.as_mut_ptr()),
+        );
+        parallel(m, true, |rows| {
+            let (mut scratch, mut t32) = (vec![0f32; kb], vec![0f32; kb]);
+            for r in rows {
+                // SAFETY: each input row is quantized by one task into its own range.
+                unsafe {
+                    let q = std::slice::from_raw_parts_mut(qp.get().add(r * k), k);
+                    let dd = std::slice::from_raw_parts_mut(dp.get().add(r * kb), kb);
+                    let tt = std::slice::from_raw_parts_mut(tp.get().add(r * kb * 2), kb * 2);
+                    if kq {
+                        quantize_q8k(&x[r * k..(r + 1) * k], q, dd, tt);
+                    } else {
+                        quantize_q8(&x[r * k..(r + 1) * k], q, dd, &mut scratch, &mut t32);
+                        for (j, t) in tt.iter_mut().enumerate() {
+                            let sum: i32 = q[j * 16..(j + 1) * 16].iter().map(|&v| v as i32).sum();
+                            *t = dd[j / 2] * sum as f32;
+                        }
+                    }
+                }
+            }
+        });
+        let (qs, d, t) = (&qs, &d, &t);
+        let op = SendPtr(out.as_mut_ptr());
+        parallel(n.div_ceil(PACK), true, |tiles| {
+            let mut u = vec![0u8; kb * 32 * PACK];
+            let mut s = vec![0f32; kb * 2 * PACK];
+            let mut o = vec![0f32; kb * 2 * PACK];
+            let mut acc = [0f32; PACK];
+            for tile in tiles {
+                let j0 = tile * PACK;
+                let rows = (n - j0).min(PACK);
+                for i in 0..PACK {
+                    // Short last tile: repeat its last row (results not stored).
+                    let j = j0 + i.min(rows - 1);
+                    self.unpack_row(j, i, &mut u, &mut s, &mut o);
+                }
+                for r in 0..m {
+                    // SAFETY: AVX2 detected; u, s, o hold kb blocks of PACK rows; the
+                    // input row holds kb blocks.
+                    unsafe {
+                        let args = (
+                            qs[r * k..].as_ptr(),
+                            d[r * kb..].as_ptr(),
+                            t[r * kb * 2..].as_ptr(),
+                        );
+                        if q6 {
+                            avx2::packed_row::<true>(&u, &s, &o, kb, args, &mut acc)
+                        } else {
+                            avx2::packed_row::<false>(&u, &s, &o, kb, args, &mut acc)
+                        }
+                    };
+                    for (i, &v) in acc[..rows].iter().enumerate() {
+                        // SAFETY: columns j0.. belong to this task alone.
+                        unsafe { *op.get().add(r * n + j0 + i) = v };
+                    }
+                }
+            }
+        });
+    }
+
+    /// Row `j` as unsigned values into lane `i` of a packed tile, with the scale `s`
+    /// and offset `o` of each 16 values (value = s · u − o).
+    fn unpack_row(&self, j: usize, i: usize, u: &mut [u8], s: &mut [f32], o: &mut [f32]) {
+        let kb = self.cols / 32;
+        let size = self.dtype.type_size();
+        let per = self.dtype.block_size() / 32;
+        let data = &self.bytes.as_slice()[j * (kb / per) * size..(j + 1) * (kb / per) * size];
+        let h = |b: &[u8], at: usize| half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32();
+        let mut put16 = |b: usize, v: &dyn Fn(usize) -> u8, sc: [f32; 2], off: [f32; 2]| {
+            for g in 0..8 {
+                for c in 0..4 {
+                    u[((b * 8 + g) * PACK + i) * 4 + c] = v(4 * g + c);
+                }
+            }
+            for h in 0..2 {
+                s[(b * 2 + h) * PACK + i] = sc[h];
+                o[(b * 2 + h) * PACK + i] = off[h];
+            }
+        };
+        for (bi, blk) in data.chunks_exact(size).enumerate() {
+            match self.dtype {
+                GgmlDType::Q4_0 => {
+                    let d = h(blk, 0);
+                    let q = &blk[2..18];
+                    put16(
+                        bi,
+                        &|v| if v < 16 { q[v] & 15 } else { q[v - 16] >> 4 },
+                        [d; 2],
+                        [8.0 * d; 2],
+                    );
+                }
+                GgmlDType::Q4_1 => {
+                    let (d, mn) = (h(blk, 0), h(blk, 2));
+                    let q = &blk[4..20];
+                    put16(
+                        bi,
+                        &|v| if v < 16 { q[v] & 15 } else { q[v - 16] >> 4 },
+                        [d; 2],
+                        [-mn; 2],
+                    );
+                }
+                GgmlDType::Q5_0 => {
+                    let d = h(blk, 0);
+                    let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+                    let q = &blk[6..22];
+                    let v = |v: usize| {
+                        let lo = if v < 16 { q[v] & 15 } else { q[v - 16] >> 4 };
+                        lo | (((qh >> v) & 1) as u8) << 4
+                    };
+                    put16(bi, &v, [d; 2], [16.0 * d; 2]);
+                }
+                GgmlDType::Q4K => {
+                    let (d, dmin) = (h(blk, 0), h(blk, 2));
+                    let sc = &blk[4..16];
+                    let q = &blk[16..144];
+                    for sb in 0..8 {
+                        let (a, mn) = if sb < 4 {
+                            (sc[sb] & 63, sc[sb + 4] & 63)
+                        } else {
+                            (
+                                (sc[sb + 4] & 15) | ((sc[sb - 4] >> 6) << 4),
+                                (sc[sb + 4] >> 4) | ((sc[sb] >> 6) << 4),
+                            )
+                        };
+                        let chunk = &q[(sb / 2) * 32..(sb / 2) * 32 + 32];
+                        let high = sb % 2 == 1;
+                        put16(
+                            bi * 8 + sb,
+                            &|v| if high { chunk[v] >> 4 } else { chunk[v] & 15 },
+                            [d * a as f32; 2],
+                            [dmin * mn as f32; 2],
+                        );
+                    }
+                }
+                GgmlDType::Q6K => {
+                    let (ql, qh, sc) = (&blk[..128], &blk[128..192], &blk[192..208]);
+                    let d = h(blk, 208);
+                    for half in 0..2 {
+                        let (ql, qh) = (&ql[64 * half..], &qh[32 * half..]);
+                        for c in 0..4 {
+                            // ggml's order: low nibbles of ql[l] and ql[l + 32], then
+                            // their high nibbles; two bits of qh[l] each.
+                            let v = |l: usize| {
+                                let b = ql[l + 32 * (c % 2)];
+                                let lo = if c < 2 { b & 15 } else { b >> 4 };
+                                lo | ((qh[l] >> (2 * c)) & 3) << 4
+                            };
+                            let scale = |hh: usize| d * (sc[8 * half + 2 * c + hh] as i8) as f32;
+                            let sc2 = [scale(0), scale(1)];
+                            put16(
+                                bi * 8 + half * 4 + c,
+                                &v,
+                                sc2,
+                                [32.0 * sc2[0], 32.0 * sc2[1]],
+                            );
+                        }
+                    }
+                }
+                _ => unreachable!("packed formats only"),
+            }
+        }
     }
 
     /// Any block format through candle's block dot products, on our tiling.
@@ -439,6 +640,38 @@ fn quantize_q8(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32], t: &mut [
     }
 }
 
+/// Quantizes 256-value blocks as ggml's Q8_K (the input of k-quant products): one
+/// scale per 256 from the value of largest magnitude (`-127 / max`, as candle and
+/// llama.cpp do), written per 32 as `d`, with `t = d · Σq` for each 16.
+fn quantize_q8k(x: &[f32], qs: &mut [i8], d: &mut [f32], t: &mut [f32]) {
+    for (b, xs) in x.chunks_exact(256).enumerate() {
+        let (mut max, mut amax) = (0f32, 0f32);
+        for &v in xs {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        let q = &mut qs[b * 256..(b + 1) * 256];
+        if amax == 0.0 {
+            q.fill(0);
+            d[b * 8..b * 8 + 8].fill(0.0);
+            t[b * 16..b * 16 + 16].fill(0.0);
+            continue;
+        }
+        let iscale = -127.0 / max;
+        for (q, &v) in q.iter_mut().zip(xs) {
+            *q = (iscale * v).round().clamp(-128.0, 127.0) as i8;
+        }
+        let scale = 1.0 / iscale;
+        d[b * 8..b * 8 + 8].fill(scale);
+        for j in 0..16 {
+            let sum: i32 = q[j * 16..(j + 1) * 16].iter().map(|&v| v as i32).sum();
+            t[b * 16 + j] = scale * sum as f32;
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 struct SendPtr<T>(*mut T);
 // SAFETY: tasks write disjoint ranges (see each use).
@@ -548,6 +781,70 @@ mod avx2 {
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_movehdup_ps(s));
         _mm_cvtss_f32(s)
+    }
+
+    /// One input row against a packed tile of `PACK` weight rows (see
+    /// `QWeight::matmul_packed`): per 32-block, eight `maddubs` of four input values
+    /// broadcast against four columns of eight rows, summed in i16 (four at a time,
+    /// at most 4 · 2 · 31 · 127 < 2^15; two for Q6_K's 6-bit values), then scaled per
+    /// row and 16 values; offsets come off through the input's sums per 16 in `t`.
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available; `u` holds `kb · 32 · PACK` bytes, `s` and `o`
+    /// `kb · 2 · PACK` values; the input row (`qs`, `d`, `t`) `kb` blocks.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn packed_row<const Q6: bool>(
+        u: &[u8],
+        s: &[f32],
+        o: &[f32],
+        kb: usize,
+        (qs, d, t): (*const i8, *const f32, *const f32),
+        out: &mut [f32; super::PACK],
+    ) {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = _mm256_setzero_ps();
+        let mut corr = _mm256_setzero_ps();
+        let up = u.as_ptr();
+        let (sp, opp) = (s.as_ptr(), o.as_ptr());
+        let part = |y: *const i8, w: *const u8, g: usize| {
+            let y4 = _mm256_set1_epi32(std::ptr::read_unaligned(y.add(4 * g) as *const i32));
+            let wv = _mm256_loadu_si256(w.add(g * 32) as *const __m256i);
+            _mm256_maddubs_epi16(wv, y4)
+        };
+        for b in 0..kb {
+            let y = qs.add(b * 32);
+            let w = up.add(b * 256);
+            let dy = _mm256_set1_ps(*d.add(b));
+            if Q6 {
+                for h in 0..2 {
+                    let g = 4 * h;
+                    let p0 = _mm256_add_epi16(part(y, w, g), part(y, w, g + 1));
+                    let p1 = _mm256_add_epi16(part(y, w, g + 2), part(y, w, g + 3));
+                    let i =
+                        _mm256_add_epi32(_mm256_madd_epi16(p0, ones), _mm256_madd_epi16(p1, ones));
+                    let sw = _mm256_loadu_ps(sp.add((b * 2 + h) * 8));
+                    let ow = _mm256_loadu_ps(opp.add((b * 2 + h) * 8));
+                    acc = _mm256_fmadd_ps(_mm256_mul_ps(sw, dy), _mm256_cvtepi32_ps(i), acc);
+                    corr = _mm256_fmadd_ps(ow, _mm256_set1_ps(*t.add(b * 2 + h)), corr);
+                }
+            } else {
+                let mut isum = _mm256_setzero_si256();
+                for h in 0..2 {
+                    let g = 4 * h;
+                    let p = _mm256_add_epi16(
+                        _mm256_add_epi16(part(y, w, g), part(y, w, g + 1)),
+                        _mm256_add_epi16(part(y, w, g + 2), part(y, w, g + 3)),
+                    );
+                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, ones));
+                }
+                let sw = _mm256_loadu_ps(sp.add(b * 2 * 8));
+                let ow = _mm256_loadu_ps(opp.add(b * 2 * 8));
+                let tb = *t.add(b * 2) + *t.add(b * 2 + 1);
+                acc = _mm256_fmadd_ps(_mm256_mul_ps(sw, dy), _mm256_cvtepi32_ps(isum), acc);
+                corr = _mm256_fmadd_ps(ow, _mm256_set1_ps(tb), corr);
+            }
+        }
+        _mm256_storeu_ps(out.as_mut_ptr(), _mm256_sub_ps(acc, corr));
     }
 
     #[inline(always)]
@@ -724,7 +1021,7 @@ mod tests {
         use GgmlDType::*;
         for dtype in [Q4_0, Q4_1, Q5_0, Q8_0, Q4K, Q5K, Q6K, Q2K, Q3K] {
             let cols = if dtype.block_size() == 256 { 512 } else { 96 };
-            for m in [1, 2, 3, 4, 5, 9] {
+            for m in [1, 2, 3, 4, 5, 9, 40] {
                 check(dtype, 37, cols, m);
             }
         }
