@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
-use tarjuma::backend::seq2seq::weights::{find_weight_files, parse_quant, Weights};
+use tarjuma::backend::seq2seq::weights::{find_weight_files, parse_quant, Quant, Weights};
 use tarjuma::backend::seq2seq::{Config, Model};
 use tarjuma::generate::seq2seq::{generate, GenOptions, LengthLimit};
 
@@ -187,6 +187,15 @@ fn main() -> Result<()> {
     let (m, sd) = mean_sd(&reps);
     let (pm, psd) = mean_sd(&per_batch);
     let r2 = |x: f64| (x * 100.0).round() / 100.0;
+    // Which kernels these figures belong to (machines of this kind differ, issue 13).
+    let kernel = match quant {
+        Some(Quant::Int8) => format!("tarjuma int8 {:?}", tarjuma::backend::int8::Kernel::best()),
+        Some(q) => format!("candle {}", q.name()),
+        None if a.batch == 1 && a.beams == 1 && tarjuma::backend::gemv::available() => {
+            "gemm (candle) + AVX-512 gemv at one row".to_string()
+        }
+        None => "gemm (candle)".to_string(),
+    };
     let rec = serde_json::json!({
         "label": a.label, "engine": "tarjuma", "model": a.model, "kind": a.kind,
         "compute_type": if quant.is_some() { a.quantize.clone() } else { "float32".into() },
@@ -196,6 +205,7 @@ fn main() -> Result<()> {
         "tok_s_mean": r2(m), "tok_s_stdev": r2(sd),
         "per_batch_tok_s_mean": r2(pm), "per_batch_tok_s_stdev": r2(psd),
         "n_batches_timed": per_batch.len(), "foreign_busy_cores": contention,
+        "cpu": tarjuma::bench::Cpu::detect(), "kernel": kernel,
     });
     println!("{rec}");
     Ok(())

@@ -33,6 +33,7 @@ def main():
     a = ap.parse_args()
 
     groups = {}  # (kind, batch) -> engine -> {"reps": [...], "busy": [...], "n": set()}
+    cpus_seen, kernels_seen = [], set()
     with open(a.results) as f:
         for line in f:
             line = line.strip()
@@ -41,6 +42,10 @@ def main():
             r = json.loads(line)
             if not str(r.get("label", "")).startswith(a.label_prefix):
                 continue
+            if "cpu" in r:
+                cpus_seen.append(r["cpu"])
+            if "kernel" in r:
+                kernels_seen.add((engine_name(r), r["kernel"]))
             g = groups.setdefault((r.get("kind", "?"), int(r["batch"])), {})
             e = g.setdefault(engine_name(r), {"reps": [], "busy": [], "n": set(), "lens": set()})
             e["reps"] += [float(x) for x in r.get("tok_s_reps", [r["tok_s_mean"]])]
@@ -57,6 +62,13 @@ def main():
     def ratio(e, ref):
         return f"{mean(e) / mean(ref):.2f}" if ref else "–"
 
+    cpus = {json.dumps(c, sort_keys=True) for c in cpus_seen}
+    for c in sorted(cpus):
+        c = json.loads(c)
+        print(f"CPU: {c.get('model', '?')} ({c.get('vendor', '?')}; {' '.join(c.get('isa', []))})")
+    for e, k in sorted(kernels_seen):
+        print(f"kernel: {e}: {k}")
+    print()
     print("| model shape | batch | engine/compute type | tok/s mean ± sd | ratio vs CT2 fp32 "
           "| ratio vs CT2 int8 | foreign_busy_cores max |")
     print("|---|---|---|---|---|---|---|")

@@ -249,6 +249,24 @@ run_variant() { # model-key batch n variant round
     FAILED+=("$m/b$b/$v(rc=$rc)")
     return 0
   fi
+  # Every line names the CPU and the kernel (tarjuma's bench records its own).
+  line=$(printf '%s' "$line" | "$BENCH_PY" -c '
+import json, sys
+r = json.load(sys.stdin)
+if "cpu" not in r:
+    info = open("/proc/cpuinfo").read().splitlines()
+    get = lambda k: next((l.split(":", 1)[1].strip() for l in info if l.split(":")[0].strip() == k), "unknown")
+    flags = set(get("flags").split())
+    isa = [f for f in ("avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags]
+    r["cpu"] = {"model": get("model name"), "vendor": get("vendor_id"), "isa": isa}
+if "kernel" not in r:
+    if r.get("engine") == "ct2":
+        import ctranslate2
+        r["kernel"] = "ctranslate2 %s %s (its best ISA for this CPU; MKL/oneDNN on Intel)" % (ctranslate2.__version__, r.get("compute_type"))
+    else:
+        import torch
+        r["kernel"] = "torch %s (%s)" % (torch.__version__, torch.backends.cpu.get_cpu_capability())
+print(json.dumps(r))')
   printf '%s\n' "$line" >>"$OUT"
   say "   $(printf '%s' "$line" | "$BENCH_PY" -c 'import json,sys; r=json.load(sys.stdin); print("tok/s %.1f +- %.1f  foreign_busy_cores %s" % (r["tok_s_mean"], r["tok_s_stdev"], r["foreign_busy_cores"]))') ($(( $(date +%s) - t0 ))s)"
 }

@@ -134,17 +134,19 @@ impl QWeight {
         self.dtype
     }
 
-    /// The kernel products over this weight run on: `avx2` (ours), or
-    /// `candle-blocks` (candle's block dot products on our tiling).
+    /// The kernels products over this weight run on: `packed-avx2` from 32 input rows
+    /// where the format has it, then `avx2` (ours) or `candle-blocks` (candle's block
+    /// dot products on our tiling) for fewer rows.
     pub fn kernel(&self) -> &'static str {
+        use GgmlDType::*;
         #[cfg(target_arch = "x86_64")]
-        if avx2::available()
-            && matches!(
-                self.dtype,
-                GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q8_0
-            )
-        {
-            return "avx2";
+        if avx2::available() {
+            return match self.dtype {
+                Q4_0 | Q4_1 | Q5_0 => "packed-avx2 (>=32 rows), avx2",
+                Q4K | Q6K => "packed-avx2 (>=32 rows), candle-blocks",
+                Q8_0 => "avx2",
+                _ => "candle-blocks",
+            };
         }
         "candle-blocks"
     }

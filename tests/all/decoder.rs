@@ -332,7 +332,7 @@ fn check_kernels_equal_plain(arch: &str) {
     let path = dir(arch).join("model-q4_k_m.gguf");
     let ours = tarjuma::backend::decoder::open_with(&path, &Device::Cpu, false).unwrap();
     let plain = tarjuma::backend::decoder::open_with(&path, &Device::Cpu, true).unwrap();
-    let own = |k: &String| k.ends_with(": avx2") || k.ends_with(": candle-blocks");
+    let own = |k: &String| k.contains("avx2") || k.contains("candle-blocks");
     assert!(ours.kernels().iter().any(own), "{:?}", ours.kernels());
     assert!(!plain.kernels().iter().any(own), "{:?}", plain.kernels());
     let prompt = random_ids(150, ours.vocab() as u32, 9);
