@@ -306,7 +306,7 @@ fn batch_survives_sigkill_at_random_points() {
     let out = env.path("killed");
     let mut rng = Lcg(20261201);
     let mut partial = 0;
-    for _ in 0..10 {
+    for i in 0..10 {
         let mut child = env
             .run(&out, &[&d])
             .arg("--quiet")
@@ -314,8 +314,13 @@ fn batch_survives_sigkill_at_random_points() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let wait = full.mul_f64(0.1 + 0.9 * rng.next_f64());
-        std::thread::sleep(wait);
+        if i == 0 {
+            // One kill surely mid-batch, whatever the machine's load: right after the
+            // first record lands. The others fall at random points of a clean run.
+            wait_for_records(&out, 1, full * 4 + Duration::from_secs(60));
+        } else {
+            std::thread::sleep(full.mul_f64(0.1 + 0.9 * rng.next_f64()));
+        }
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
         let _ = child.wait();
