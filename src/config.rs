@@ -149,6 +149,11 @@ impl ModelConfig {
 
     /// The model's name and file, fetched if needed (no hashing of a local path).
     pub fn file(&self) -> Result<(String, PathBuf)> {
+        self.resolve().map(|(name, path, _)| (name, path))
+    }
+
+    /// Name, file and, for a built-in model, the sha256 its fetch verified.
+    fn resolve(&self) -> Result<(String, PathBuf, Option<String>)> {
         match &self.spec {
             ModelSpec::Builtin(m) => {
                 let files = self
@@ -156,7 +161,7 @@ impl ModelConfig {
                     .ensure(m)
                     .map_err(|e| config_error(format!("cannot get model `{}`: {e:#}", m.name)))?;
                 let f = files.into_iter().next().expect("a manifest has files");
-                Ok((m.name.clone(), f.path))
+                Ok((m.name.clone(), f.path, Some(f.sha256)))
             }
             ModelSpec::File(p) => Ok((
                 p.file_stem()
@@ -164,6 +169,7 @@ impl ModelConfig {
                     .unwrap_or("model")
                     .to_string(),
                 p.clone(),
+                None,
             )),
         }
     }
@@ -171,31 +177,15 @@ impl ModelConfig {
     /// Fetches (if needed) and loads the model. Failures here are configuration errors.
     pub fn load(&self) -> Result<Lm> {
         let device = parse_device(&self.device).map_err(|e| config_error(e.to_string()))?;
-        let mut max_input_tokens = 0;
-        let (name, path, sha256, family) = match &self.spec {
-            ModelSpec::Builtin(m) => {
-                max_input_tokens = m.max_input_tokens;
-                let files = self
-                    .cache
-                    .ensure(m)
-                    .map_err(|e| config_error(format!("cannot get model `{}`: {e:#}", m.name)))?;
-                let f = files.into_iter().next().expect("a manifest has files");
-                (
-                    m.name.clone(),
-                    f.path,
-                    f.sha256,
-                    Some(m.prompt_family.clone()),
-                )
-            }
-            ModelSpec::File(p) => {
-                let sha =
-                    models::source::sha256_file(p).map_err(|e| config_error(format!("{e:#}")))?;
-                let name = p
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or("model")
-                    .to_string();
-                (name, p.clone(), sha, None)
+        let (name, path, verified) = self.resolve()?;
+        let (max_input_tokens, family) = match &self.spec {
+            ModelSpec::Builtin(m) => (m.max_input_tokens, Some(m.prompt_family.clone())),
+            ModelSpec::File(_) => (0, None),
+        };
+        let sha256 = match verified {
+            Some(sha) => sha,
+            None => {
+                models::source::sha256_file(&path).map_err(|e| config_error(format!("{e:#}")))?
             }
         };
         let loaded = gguf::load(&path, &device).map_err(|e| config_error(format!("{e:#}")))?;
