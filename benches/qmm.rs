@@ -39,7 +39,11 @@ fn main() -> anyhow::Result<()> {
         let q = QTensor::quantize(&w, dt)?;
         let ours = QWeight::new(dt, n, k, Bytes::owned(&q.data()?))?;
         let plain = QMatMul::from_qtensor(q)?;
-        for m in [1usize, 8, 256] {
+        let ms: Vec<usize> = std::env::var("QMM_ROWS")
+            .ok()
+            .map(|v| v.split(',').filter_map(|x| x.parse().ok()).collect())
+            .unwrap_or_else(|| vec![1, 8, 256]);
+        for &m in &ms {
             let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
             let xv = x.flatten_all()?.to_vec1::<f32>()?;
             let reps = (20_000_000 / (m * k * n / 64).max(1)).clamp(2, 200);

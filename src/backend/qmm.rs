@@ -12,13 +12,16 @@
 //!   dot products, and so the logits, stay those of llama.cpp up to float summation
 //!   order;
 //! - threads split the weight rows (candle's CPU pool);
-//! - prompts (32 input rows or more) run on packed tiles: eight weight rows unpacked
-//!   into bytes interleaved four columns deep (Q4_0, Q4_1, Q5_0, Q4_K, Q6_K), so one
-//!   `maddubs` multiplies four broadcast inputs into eight rows and the sums land per
-//!   row (the layout of candle's x86 repack and llama.cpp's tinyBLAS), made per call;
-//! - fewer rows (decoding) run AVX2 block kernels that unpack each block once for up
-//!   to four input rows (Q4_0, Q4_1, Q5_0, Q8_0); k-quants use candle's AVX2 block dot
-//!   products on the same tiling;
+//! - from four input rows (prompts, and several sequences decoding together) products
+//!   run on packed tiles: eight weight rows unpacked with SIMD into bytes interleaved
+//!   four columns deep (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K), so one `maddubs`
+//!   multiplies four broadcast inputs into eight rows and the sums land per row (the
+//!   layout of candle's x86 repack and llama.cpp's tinyBLAS). Tiles are made per call,
+//!   1024 columns at a time so they stay in L1 while up to four input rows at once pass
+//!   over them, so no second copy of the weights is kept;
+//! - one to three rows (one sequence decoding) stream the blocks through AVX2 block
+//!   kernels (Q4_0, Q4_1, Q5_0, Q8_0; k-quants use candle's AVX2 block dot products on
+//!   the same tiling);
 //! - weights are read in place from the memory-mapped file, so loading copies nothing,
 //!   no second copy is ever made, and an embedding row is dequantized only when a token
 //!   asks for it.
@@ -89,7 +92,9 @@ const TILE: usize = 4;
 /// Weight rows per packed tile (one AVX2 register of f32 sums).
 const PACK: usize = 8;
 /// Input rows from which unpacking weights into tiles pays for itself.
-const PACKED_MIN_ROWS: usize = 32;
+const PACKED_MIN_ROWS: usize = 4;
+/// Columns (in 32s) of a packed tile made and used at once: 8 KiB of tile, in L1.
+const KCHUNK: usize = 32;
 
 impl QWeight {
     /// Whether products over `dtype` run here (otherwise use candle's `QMatMul`).
@@ -142,17 +147,16 @@ impl QWeight {
         self.dtype
     }
 
-    /// The kernels products over this weight run on: `packed-avx2` from 32 input rows
-    /// where the format has it, then `avx2` (ours) or `candle-blocks` (candle's block
-    /// dot products on our tiling) for fewer rows.
+    /// The kernels products over this weight run on: `packed-avx2` from four input
+    /// rows where the format has it, then `avx2` (ours) or `candle-blocks` (candle's
+    /// block dot products on our tiling) for fewer rows.
     pub fn kernel(&self) -> &'static str {
         use GgmlDType::*;
         #[cfg(target_arch = "x86_64")]
         if avx2::available() {
             return match self.dtype {
-                Q4_0 | Q4_1 | Q5_0 => "packed-avx2 (>=32 rows), avx2",
-                Q4K | Q6K => "packed-avx2 (>=32 rows), candle-blocks",
-                Q8_0 => "avx2",
+                Q4_0 | Q4_1 | Q5_0 | Q8_0 => "packed-avx2 (>=4 rows), avx2",
+                Q4K | Q6K => "packed-avx2 (>=4 rows), candle-blocks",
                 _ => "candle-blocks",
             };
         }
@@ -197,25 +201,24 @@ impl QWeight {
 
     /// `x · Wᵀ` for `x` of `m` rows of `cols` values: `m` rows of `rows` values.
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
+        self.matmul_from(x, m, PACKED_MIN_ROWS)
+    }
+
+    /// `matmul`, on packed tiles from `packed_min` input rows (tests force them).
+    fn matmul_from(&self, x: &[f32], m: usize, packed_min: usize) -> Vec<f32> {
         assert_eq!(x.len(), m * self.cols, "input is not {m} × {}", self.cols);
         let mut out = vec![0f32; m * self.rows];
         if m == 0 || self.rows == 0 {
             return out;
         }
         #[cfg(target_arch = "x86_64")]
-        if avx2::available()
-            && m >= PACKED_MIN_ROWS
-            && matches!(
-                self.dtype,
-                GgmlDType::Q4_0
-                    | GgmlDType::Q4_1
-                    | GgmlDType::Q5_0
-                    | GgmlDType::Q4K
-                    | GgmlDType::Q6K
-            )
-        {
-            self.matmul_packed(x, m, &mut out);
-            return out;
+        if avx2::available() {
+            if let Some(fmt) = avx2::Packed::of(self.dtype) {
+                if m >= packed_min {
+                    self.matmul_packed(fmt, x, m, &mut out);
+                    return out;
+                }
+            }
         }
         #[cfg(target_arch = "x86_64")]
         if avx2::available() {
@@ -248,18 +251,21 @@ impl QWeight {
         out
     }
 
-    /// Prompt-sized products (`m ≥ PACKED_MIN_ROWS`) for formats whose values are
-    /// `s · u − o` with unsigned `u` per 32 (Q4_0, Q4_1, Q5_0, Q4_K): each task unpacks
-    /// eight weight rows at a time into bytes interleaved four columns deep, so one
-    /// `maddubs` multiplies four input values into eight rows at once and the sums land
-    /// per row, without horizontal reductions (the layout of candle's x86 repack and
-    /// llama.cpp's tinyBLAS, made per call so no second copy of the weights is kept).
+    /// Products of `m ≥ PACKED_MIN_ROWS` rows: each task unpacks eight weight rows at a
+    /// time into bytes interleaved four columns deep (values `s · u − o` with unsigned
+    /// `u`, or Q8_0's signed bytes), so one `maddubs` multiplies four input values into
+    /// eight rows at once and the sums land per row, without horizontal reductions (the
+    /// layout of candle's x86 repack and llama.cpp's tinyBLAS, made per call so no
+    /// second copy of the weights is kept).
     #[cfg(target_arch = "x86_64")]
-    fn matmul_packed(&self, x: &[f32], m: usize, out: &mut [f32]) {
+    fn matmul_packed(&self, fmt: avx2::Packed, x: &[f32], m: usize, out: &mut [f32]) {
         let (k, n) = (self.cols, self.rows);
         let kb = k / 32;
-        let kq = matches!(self.dtype, GgmlDType::Q4K | GgmlDType::Q6K);
-        let q6 = self.dtype == GgmlDType::Q6K;
+        let kq = matches!(fmt, avx2::Packed::Q4K | avx2::Packed::Q6K);
+        let per = self.dtype.block_size() / 32;
+        let data = self.bytes.as_slice();
+        let size = self.dtype.type_size();
+        let row_bytes = k / self.dtype.block_size() * size;
         let mut qs = vec![0i8; m * k];
         let mut d = vec![0f32; m * kb];
         let mut t = vec![0f32; m * kb * 2];
@@ -290,144 +296,74 @@ impl QWeight {
         });
         let (qs, d, t) = (&qs, &d, &t);
         let op = SendPtr(out.as_mut_ptr());
+        // The tile is made and used a chunk of columns at a time, so it stays in L1
+        // while every input row passes over it.
+        let chunk = KCHUNK.min(kb);
+        let kind = match fmt {
+            avx2::Packed::Q6K => 1,
+            avx2::Packed::Q8_0 => 2,
+            _ => 0,
+        };
         parallel(n.div_ceil(PACK), true, |tiles| {
-            let mut u = vec![0u8; kb * 32 * PACK];
-            let mut s = vec![0f32; kb * 2 * PACK];
-            let mut o = vec![0f32; kb * 2 * PACK];
-            let mut acc = [0f32; PACK];
+            let mut u = vec![0u8; chunk * 32 * PACK];
+            let mut s = vec![0f32; chunk * 2 * PACK];
+            let mut o = vec![0f32; chunk * 2 * PACK];
+            let mut acc = vec![[0f32; PACK]; m];
             for tile in tiles {
                 let j0 = tile * PACK;
                 let rows = (n - j0).min(PACK);
-                for i in 0..PACK {
+                acc.fill([0f32; PACK]);
+                for c0 in (0..kb).step_by(chunk) {
+                    let cb = chunk.min(kb - c0);
                     // Short last tile: repeat its last row (results not stored).
-                    let j = j0 + i.min(rows - 1);
-                    self.unpack_row(j, i, &mut u, &mut s, &mut o);
-                }
-                for r in 0..m {
-                    // SAFETY: AVX2 detected; u, s, o hold kb blocks of PACK rows; the
-                    // input row holds kb blocks.
+                    let w: [*const u8; PACK] = std::array::from_fn(|i| {
+                        data[(j0 + i.min(rows - 1)) * row_bytes + c0 / per * size..].as_ptr()
+                    });
+                    // SAFETY: AVX2 detected; each row holds `cb / per` blocks of `fmt` from
+                    // `c0` (`new` checked the size; KCHUNK is a multiple of 8, so chunks
+                    // hold whole k-quant blocks); u, s, o hold `chunk` blocks of PACK rows.
                     unsafe {
-                        let args = (
-                            qs[r * k..].as_ptr(),
-                            d[r * kb..].as_ptr(),
-                            t[r * kb * 2..].as_ptr(),
-                        );
-                        if q6 {
-                            avx2::packed_row::<true>(&u, &s, &o, kb, args, &mut acc)
-                        } else {
-                            avx2::packed_row::<false>(&u, &s, &o, kb, args, &mut acc)
-                        }
+                        avx2::pack_tile(fmt, w, cb / per, 8 * row_bytes, &mut u, &mut s, &mut o)
                     };
-                    for (i, &v) in acc[..rows].iter().enumerate() {
+                    let x = |r: usize| {
+                        (
+                            qs[r * k + c0 * 32..].as_ptr(),
+                            d[r * kb + c0..].as_ptr(),
+                            t[(r * kb + c0) * 2..].as_ptr(),
+                        )
+                    };
+                    let mut r = 0;
+                    while r < m {
+                        let tile = (&u[..], &s[..], &o[..], cb);
+                        // SAFETY: AVX2 detected; u, s, o hold cb blocks of PACK rows; input
+                        // rows r.. hold cb blocks from c0.
+                        r += unsafe {
+                            match m - r {
+                                1 => avx2::packed_rows_of::<1>(kind, tile, [x(r)], &mut acc[r..]),
+                                2 | 3 => avx2::packed_rows_of::<2>(
+                                    kind,
+                                    tile,
+                                    [x(r), x(r + 1)],
+                                    &mut acc[r..],
+                                ),
+                                _ => avx2::packed_rows_of::<4>(
+                                    kind,
+                                    tile,
+                                    std::array::from_fn(|i| x(r + i)),
+                                    &mut acc[r..],
+                                ),
+                            }
+                        };
+                    }
+                }
+                for (r, a) in acc.iter().enumerate() {
+                    for (i, &v) in a[..rows].iter().enumerate() {
                         // SAFETY: columns j0.. belong to this task alone.
                         unsafe { *op.get().add(r * n + j0 + i) = v };
                     }
                 }
             }
         });
-    }
-
-    /// Row `j` as unsigned values into lane `i` of a packed tile, with the scale `s`
-    /// and offset `o` of each 16 values (value = s · u − o).
-    fn unpack_row(&self, j: usize, i: usize, u: &mut [u8], s: &mut [f32], o: &mut [f32]) {
-        let kb = self.cols / 32;
-        let size = self.dtype.type_size();
-        let per = self.dtype.block_size() / 32;
-        let data = &self.bytes.as_slice()[j * (kb / per) * size..(j + 1) * (kb / per) * size];
-        let h = |b: &[u8], at: usize| half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32();
-        let mut put16 = |b: usize, v: &dyn Fn(usize) -> u8, sc: [f32; 2], off: [f32; 2]| {
-            for g in 0..8 {
-                for c in 0..4 {
-                    u[((b * 8 + g) * PACK + i) * 4 + c] = v(4 * g + c);
-                }
-            }
-            for h in 0..2 {
-                s[(b * 2 + h) * PACK + i] = sc[h];
-                o[(b * 2 + h) * PACK + i] = off[h];
-            }
-        };
-        for (bi, blk) in data.chunks_exact(size).enumerate() {
-            match self.dtype {
-                GgmlDType::Q4_0 => {
-                    let d = h(blk, 0);
-                    let q = &blk[2..18];
-                    put16(
-                        bi,
-                        &|v| if v < 16 { q[v] & 15 } else { q[v - 16] >> 4 },
-                        [d; 2],
-                        [8.0 * d; 2],
-                    );
-                }
-                GgmlDType::Q4_1 => {
-                    let (d, mn) = (h(blk, 0), h(blk, 2));
-                    let q = &blk[4..20];
-                    put16(
-                        bi,
-                        &|v| if v < 16 { q[v] & 15 } else { q[v - 16] >> 4 },
-                        [d; 2],
-                        [-mn; 2],
-                    );
-                }
-                GgmlDType::Q5_0 => {
-                    let d = h(blk, 0);
-                    let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
-                    let q = &blk[6..22];
-                    let v = |v: usize| {
-                        let lo = if v < 16 { q[v] & 15 } else { q[v - 16] >> 4 };
-                        lo | (((qh >> v) & 1) as u8) << 4
-                    };
-                    put16(bi, &v, [d; 2], [16.0 * d; 2]);
-                }
-                GgmlDType::Q4K => {
-                    let (d, dmin) = (h(blk, 0), h(blk, 2));
-                    let sc = &blk[4..16];
-                    let q = &blk[16..144];
-                    for sb in 0..8 {
-                        let (a, mn) = if sb < 4 {
-                            (sc[sb] & 63, sc[sb + 4] & 63)
-                        } else {
-                            (
-                                (sc[sb + 4] & 15) | ((sc[sb - 4] >> 6) << 4),
-                                (sc[sb + 4] >> 4) | ((sc[sb] >> 6) << 4),
-                            )
-                        };
-                        let chunk = &q[(sb / 2) * 32..(sb / 2) * 32 + 32];
-                        let high = sb % 2 == 1;
-                        put16(
-                            bi * 8 + sb,
-                            &|v| if high { chunk[v] >> 4 } else { chunk[v] & 15 },
-                            [d * a as f32; 2],
-                            [dmin * mn as f32; 2],
-                        );
-                    }
-                }
-                GgmlDType::Q6K => {
-                    let (ql, qh, sc) = (&blk[..128], &blk[128..192], &blk[192..208]);
-                    let d = h(blk, 208);
-                    for half in 0..2 {
-                        let (ql, qh) = (&ql[64 * half..], &qh[32 * half..]);
-                        for c in 0..4 {
-                            // ggml's order: low nibbles of ql[l] and ql[l + 32], then
-                            // their high nibbles; two bits of qh[l] each.
-                            let v = |l: usize| {
-                                let b = ql[l + 32 * (c % 2)];
-                                let lo = if c < 2 { b & 15 } else { b >> 4 };
-                                lo | ((qh[l] >> (2 * c)) & 3) << 4
-                            };
-                            let scale = |hh: usize| d * (sc[8 * half + 2 * c + hh] as i8) as f32;
-                            let sc2 = [scale(0), scale(1)];
-                            put16(
-                                bi * 8 + half * 4 + c,
-                                &v,
-                                sc2,
-                                [32.0 * sc2[0], 32.0 * sc2[1]],
-                            );
-                        }
-                    }
-                }
-                _ => unreachable!("packed formats only"),
-            }
-        }
     }
 
     /// Any block format through candle's block dot products, on our tiling.
@@ -710,6 +646,8 @@ fn parallel(n: usize, big: bool, f: impl Fn(std::ops::Range<usize>) + Sync) {
 mod avx2 {
     use std::arch::x86_64::*;
 
+    use candle_core::quantized::GgmlDType;
+
     pub fn available() -> bool {
         is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
@@ -793,68 +731,410 @@ mod avx2 {
         _mm_cvtss_f32(s)
     }
 
-    /// One input row against a packed tile of `PACK` weight rows (see
-    /// `QWeight::matmul_packed`): per 32-block, eight `maddubs` of four input values
-    /// broadcast against four columns of eight rows, summed in i16 (four at a time,
-    /// at most 4 · 2 · 31 · 127 < 2^15; two for Q6_K's 6-bit values), then scaled per
-    /// row and 16 values; offsets come off through the input's sums per 16 in `t`.
+    /// Formats with packed tiles.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub enum Packed {
+        Q4_0,
+        Q4_1,
+        Q5_0,
+        Q8_0,
+        Q4K,
+        Q6K,
+    }
+
+    impl Packed {
+        pub fn of(dtype: GgmlDType) -> Option<Self> {
+            Some(match dtype {
+                GgmlDType::Q4_0 => Self::Q4_0,
+                GgmlDType::Q4_1 => Self::Q4_1,
+                GgmlDType::Q5_0 => Self::Q5_0,
+                GgmlDType::Q8_0 => Self::Q8_0,
+                GgmlDType::Q4K => Self::Q4K,
+                GgmlDType::Q6K => Self::Q6K,
+                _ => return None,
+            })
+        }
+    }
+
+    /// Transposes eight rows of eight 4-byte groups: group `g` of row `i` goes to
+    /// lane `i` of `r[g]`.
+    #[inline(always)]
+    unsafe fn transpose8(r: &mut [__m256i; 8]) {
+        let lo = |a, b| _mm256_unpacklo_epi32(a, b);
+        let hi = |a, b| _mm256_unpackhi_epi32(a, b);
+        let (t0, t1, t2, t3) = (
+            lo(r[0], r[1]),
+            hi(r[0], r[1]),
+            lo(r[2], r[3]),
+            hi(r[2], r[3]),
+        );
+        let (t4, t5, t6, t7) = (
+            lo(r[4], r[5]),
+            hi(r[4], r[5]),
+            lo(r[6], r[7]),
+            hi(r[6], r[7]),
+        );
+        let lo = |a, b| _mm256_unpacklo_epi64(a, b);
+        let hi = |a, b| _mm256_unpackhi_epi64(a, b);
+        let (u0, u1, u2, u3) = (lo(t0, t2), hi(t0, t2), lo(t1, t3), hi(t1, t3));
+        let (u4, u5, u6, u7) = (lo(t4, t6), hi(t4, t6), lo(t5, t7), hi(t5, t7));
+        for (g, (a, b)) in [(u0, u4), (u1, u5), (u2, u6), (u3, u7)]
+            .into_iter()
+            .enumerate()
+        {
+            r[g] = _mm256_permute2x128_si256::<0x20>(a, b);
+            r[g + 4] = _mm256_permute2x128_si256::<0x31>(a, b);
+        }
+    }
+
+    /// Unpacks `nb` blocks of eight weight rows into a packed tile (see
+    /// `QWeight::matmul_packed`): per 32 values, 256 bytes (eight groups of four
+    /// columns × eight rows), and per 16 values each row's scale `s` and offset `o`
+    /// (value = s · u − o; Q8_0 keeps its signed bytes and no offset).
+    ///
+    /// Each block's bytes `ahead` further on (the next tile's) are prefetched: the
+    /// eight rows are eight streams, more than the hardware prefetcher follows well.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C must be available; each row holds `nb` blocks of `fmt`;
+    /// `u`, `s` and `o` hold the tile of `nb` blocks (32 · 8, 2 · 8 and 2 · 8 per 32
+    /// values).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn pack_tile(
+        fmt: Packed,
+        w: [*const u8; super::PACK],
+        nb: usize,
+        ahead: usize,
+        u: &mut [u8],
+        s: &mut [f32],
+        o: &mut [f32],
+    ) {
+        let per = match fmt {
+            Packed::Q4K | Packed::Q6K => 8,
+            _ => 1,
+        };
+        assert!(u.len() >= nb * per * 256 && s.len() >= nb * per * 16 && o.len() >= nb * per * 16);
+        let t = Tile {
+            u: u.as_mut_ptr(),
+            s: s.as_mut_ptr(),
+            o: o.as_mut_ptr(),
+        };
+        match fmt {
+            Packed::Q4_0 => pack32::<0>(w, nb, ahead, t),
+            Packed::Q4_1 => pack32::<1>(w, nb, ahead, t),
+            Packed::Q5_0 => pack32::<2>(w, nb, ahead, t),
+            Packed::Q8_0 => pack32::<3>(w, nb, ahead, t),
+            Packed::Q4K => pack_q4k(w, nb, ahead, t),
+            Packed::Q6K => pack_q6k(w, nb, ahead, t),
+        }
+    }
+
+    #[derive(Clone, Copy)]
+    struct Tile {
+        u: *mut u8,
+        s: *mut f32,
+        o: *mut f32,
+    }
+
+    impl Tile {
+        /// Tile block `tb`: eight rows' 32 values (transposed here), and their scales
+        /// and offsets for the first and second 16 values.
+        #[inline(always)]
+        unsafe fn put(self, tb: usize, v: &mut [__m256i; 8], s: [__m256; 2], o: [__m256; 2]) {
+            transpose8(v);
+            for (g, x) in v.iter().enumerate() {
+                _mm256_storeu_si256(self.u.add((tb * 8 + g) * 32) as *mut __m256i, *x);
+            }
+            for h in 0..2 {
+                _mm256_storeu_ps(self.s.add((tb * 2 + h) * 8), s[h]);
+                _mm256_storeu_ps(self.o.add((tb * 2 + h) * 8), o[h]);
+            }
+        }
+    }
+
+    /// Eight f16 values, one from each row, at byte `at` of their blocks.
+    #[inline(always)]
+    unsafe fn f16x8(p: [*const u8; 8], at: usize) -> __m256 {
+        let h = |i: usize| std::ptr::read_unaligned(p[i].add(at) as *const i16);
+        _mm256_cvtph_ps(_mm_setr_epi16(
+            h(0),
+            h(1),
+            h(2),
+            h(3),
+            h(4),
+            h(5),
+            h(6),
+            h(7),
+        ))
+    }
+
+    /// The 32-wide formats (`F` as in `unpack`): one scale per block.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn pack32<const F: u8>(w: [*const u8; 8], nb: usize, ahead: usize, t: Tile) {
+        let size = match F {
+            0 => 18,
+            1 => 20,
+            2 => 22,
+            _ => 34,
+        };
+        for b in 0..nb {
+            let blk: [*const u8; 8] = std::array::from_fn(|i| w[i].add(b * size));
+            let mut v: [__m256i; 8] = std::array::from_fn(|i| {
+                _mm_prefetch::<_MM_HINT_T0>(blk[i].wrapping_add(ahead) as *const i8);
+                unpack::<F, true>(blk[i])
+            });
+            let d = f16x8(blk, 0);
+            let o = match F {
+                0 => _mm256_mul_ps(d, _mm256_set1_ps(8.0)),
+                1 => _mm256_sub_ps(_mm256_setzero_ps(), f16x8(blk, 2)),
+                2 => _mm256_mul_ps(d, _mm256_set1_ps(16.0)),
+                _ => _mm256_setzero_ps(),
+            };
+            t.put(b, &mut v, [d; 2], [o; 2]);
+        }
+    }
+
+    /// Prefetches the `size`-byte blocks `ahead` bytes past each of `blk`.
+    #[inline(always)]
+    unsafe fn prefetch_blocks(blk: [*const u8; 8], ahead: usize, size: usize) {
+        for p in blk {
+            for line in (0..size).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(ahead + line) as *const i8);
+            }
+        }
+    }
+
+    /// Q4_K: eight sub-blocks of 32 per block, each with a 6-bit scale and min.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn pack_q4k(w: [*const u8; 8], nb: usize, ahead: usize, t: Tile) {
+        let nib = _mm256_set1_epi8(0x0F);
+        for b in 0..nb {
+            let blk: [*const u8; 8] = std::array::from_fn(|i| w[i].add(b * 144));
+            prefetch_blocks(blk, ahead, 144);
+            let (d, dmin) = (f16x8(blk, 0), f16x8(blk, 2));
+            let mut sc = [[0f32; 8]; 8];
+            let mut mn = [[0f32; 8]; 8];
+            for i in 0..8 {
+                let scales = std::slice::from_raw_parts(blk[i].add(4), 12);
+                for j in 0..8 {
+                    let (a, m) = k4_scale(scales, j);
+                    sc[j][i] = a as f32;
+                    mn[j][i] = m as f32;
+                }
+            }
+            for half in 0..4 {
+                // Sub-blocks 2·half (low nibbles) and 2·half + 1 (high nibbles) share
+                // 32 bytes.
+                let q: [__m256i; 8] = std::array::from_fn(|i| {
+                    _mm256_loadu_si256(blk[i].add(16 + 32 * half) as *const __m256i)
+                });
+                let mut lo: [__m256i; 8] = std::array::from_fn(|i| _mm256_and_si256(q[i], nib));
+                let mut hi: [__m256i; 8] =
+                    std::array::from_fn(|i| _mm256_and_si256(_mm256_srli_epi16::<4>(q[i]), nib));
+                for (k, v) in [&mut lo, &mut hi].into_iter().enumerate() {
+                    let j = 2 * half + k;
+                    let s = _mm256_mul_ps(d, _mm256_loadu_ps(sc[j].as_ptr()));
+                    let o = _mm256_mul_ps(dmin, _mm256_loadu_ps(mn[j].as_ptr()));
+                    t.put(b * 8 + j, v, [s; 2], [o; 2]);
+                }
+            }
+        }
+    }
+
+    /// Q6_K: 4 + 2 bits per value, a signed 8-bit scale per 16 values.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn pack_q6k(w: [*const u8; 8], nb: usize, ahead: usize, t: Tile) {
+        let nib = _mm256_set1_epi8(0x0F);
+        let two = _mm256_set1_epi8(0x30);
+        for b in 0..nb {
+            let blk: [*const u8; 8] = std::array::from_fn(|i| w[i].add(b * 210));
+            prefetch_blocks(blk, ahead, 210);
+            let d = f16x8(blk, 208);
+            for half in 0..2 {
+                for c in 0..4 {
+                    // ggml's order: low nibbles of ql[l] and ql[l + 32], then their high
+                    // nibbles; two bits of qh[l] each.
+                    let mut v: [__m256i; 8] = std::array::from_fn(|i| {
+                        let ql = _mm256_loadu_si256(
+                            blk[i].add(64 * half + 32 * (c % 2)) as *const __m256i
+                        );
+                        let lo = if c < 2 {
+                            _mm256_and_si256(ql, nib)
+                        } else {
+                            _mm256_and_si256(_mm256_srli_epi16::<4>(ql), nib)
+                        };
+                        let qh = _mm256_loadu_si256(blk[i].add(128 + 32 * half) as *const __m256i);
+                        // Bits 2c, 2c + 1 of each byte to bits 4, 5.
+                        let hb = match c {
+                            0 => _mm256_slli_epi16::<4>(qh),
+                            1 => _mm256_slli_epi16::<2>(qh),
+                            2 => qh,
+                            _ => _mm256_srli_epi16::<2>(qh),
+                        };
+                        _mm256_or_si256(lo, _mm256_and_si256(hb, two))
+                    });
+                    let at = 192 + 8 * half + 2 * c;
+                    let scale = |h: usize| {
+                        let q = _mm256_setr_epi32(
+                            *blk[0].add(at + h) as i8 as i32,
+                            *blk[1].add(at + h) as i8 as i32,
+                            *blk[2].add(at + h) as i8 as i32,
+                            *blk[3].add(at + h) as i8 as i32,
+                            *blk[4].add(at + h) as i8 as i32,
+                            *blk[5].add(at + h) as i8 as i32,
+                            *blk[6].add(at + h) as i8 as i32,
+                            *blk[7].add(at + h) as i8 as i32,
+                        );
+                        _mm256_mul_ps(d, _mm256_cvtepi32_ps(q))
+                    };
+                    let s = [scale(0), scale(1)];
+                    let thirty_two = _mm256_set1_ps(32.0);
+                    let o = [
+                        _mm256_mul_ps(s[0], thirty_two),
+                        _mm256_mul_ps(s[1], thirty_two),
+                    ];
+                    t.put(b * 8 + half * 4 + c, &mut v, s, o);
+                }
+            }
+        }
+    }
+
+    /// Scale and min of sub-block `j` of a Q4_K block (6 bits each, ggml's packing).
+    #[inline(always)]
+    fn k4_scale(sc: &[u8], j: usize) -> (u8, u8) {
+        if j < 4 {
+            (sc[j] & 63, sc[j + 4] & 63)
+        } else {
+            (
+                (sc[j + 4] & 15) | ((sc[j - 4] >> 6) << 4),
+                (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4),
+            )
+        }
+    }
+
+    /// `packed_rows` for a tile of `kind` (0, 1 or 2, as `K` there); returns `R`.
+    ///
+    /// # Safety
+    /// As `packed_rows`.
+    pub unsafe fn packed_rows_of<const R: usize>(
+        kind: u8,
+        (u, s, o, kb): (&[u8], &[f32], &[f32], usize),
+        x: [(*const i8, *const f32, *const f32); R],
+        out: &mut [[f32; super::PACK]],
+    ) -> usize {
+        match kind {
+            0 => packed_rows::<0, R>(u, s, o, kb, x, out),
+            1 => packed_rows::<1, R>(u, s, o, kb, x, out),
+            _ => packed_rows::<2, R>(u, s, o, kb, x, out),
+        }
+        R
+    }
+
+    /// `R` input rows against a packed tile of `PACK` weight rows (see
+    /// `QWeight::matmul_packed`), added to `out`: per 32 values, eight `maddubs` of
+    /// four input values broadcast against four columns of eight rows, then scaled per
+    /// row. `K` is the kind of tile:
+    /// - 0 (Q4_0, Q4_1, Q5_0, Q4_K): unsigned values below 32 with one scale per 32;
+    ///   four products summed in i16 (at most 4 · 2 · 31 · 127 < 2^15); offsets come
+    ///   off through the input's sums in `t`;
+    /// - 1 (Q6_K): unsigned 6-bit values with a scale per 16; two products per sum;
+    /// - 2 (Q8_0): signed bytes, so each `maddubs` takes |w| and the input with w's sign
+    ///   (at most 2 · 128 · 127: no saturation, and no room to sum two in i16).
     ///
     /// # Safety
     /// AVX2 and FMA must be available; `u` holds `kb · 32 · PACK` bytes, `s` and `o`
-    /// `kb · 2 · PACK` values; the input row (`qs`, `d`, `t`) `kb` blocks.
+    /// `kb · 2 · PACK` values; each input row (`qs`, `d`, `t`) `kb` blocks; `out` at
+    /// least `R` rows.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn packed_row<const Q6: bool>(
+    pub unsafe fn packed_rows<const K: u8, const R: usize>(
         u: &[u8],
         s: &[f32],
         o: &[f32],
         kb: usize,
-        (qs, d, t): (*const i8, *const f32, *const f32),
-        out: &mut [f32; super::PACK],
+        x: [(*const i8, *const f32, *const f32); R],
+        out: &mut [[f32; super::PACK]],
     ) {
+        assert!(u.len() >= kb * 256 && s.len() >= kb * 16 && o.len() >= kb * 16);
+        assert!(out.len() >= R);
         let ones = _mm256_set1_epi16(1);
-        let mut acc = _mm256_setzero_ps();
-        let mut corr = _mm256_setzero_ps();
-        let up = u.as_ptr();
-        let (sp, opp) = (s.as_ptr(), o.as_ptr());
-        let part = |y: *const i8, w: *const u8, g: usize| {
-            let y4 = _mm256_set1_epi32(std::ptr::read_unaligned(y.add(4 * g) as *const i32));
-            let wv = _mm256_loadu_si256(w.add(g * 32) as *const __m256i);
-            _mm256_maddubs_epi16(wv, y4)
+        let mut acc = [_mm256_setzero_ps(); R];
+        let (up, sp, opp) = (u.as_ptr(), s.as_ptr(), o.as_ptr());
+        let bcast = |y: *const i8, g: usize| {
+            _mm256_set1_epi32(std::ptr::read_unaligned(y.add(4 * g) as *const i32))
         };
         for b in 0..kb {
-            let y = qs.add(b * 32);
             let w = up.add(b * 256);
-            let dy = _mm256_set1_ps(*d.add(b));
-            if Q6 {
-                for h in 0..2 {
-                    let g = 4 * h;
-                    let p0 = _mm256_add_epi16(part(y, w, g), part(y, w, g + 1));
-                    let p1 = _mm256_add_epi16(part(y, w, g + 2), part(y, w, g + 3));
-                    let i =
-                        _mm256_add_epi32(_mm256_madd_epi16(p0, ones), _mm256_madd_epi16(p1, ones));
-                    let sw = _mm256_loadu_ps(sp.add((b * 2 + h) * 8));
-                    let ow = _mm256_loadu_ps(opp.add((b * 2 + h) * 8));
-                    acc = _mm256_fmadd_ps(_mm256_mul_ps(sw, dy), _mm256_cvtepi32_ps(i), acc);
-                    corr = _mm256_fmadd_ps(ow, _mm256_set1_ps(*t.add(b * 2 + h)), corr);
+            let wv: [__m256i; 8] =
+                std::array::from_fn(|g| _mm256_loadu_si256(w.add(g * 32) as *const __m256i));
+            match K {
+                1 => {
+                    for h in 0..2 {
+                        let sw = _mm256_loadu_ps(sp.add((b * 2 + h) * 8));
+                        let ow = _mm256_loadu_ps(opp.add((b * 2 + h) * 8));
+                        for (r, &(qs, d, t)) in x.iter().enumerate() {
+                            let y = qs.add(b * 32);
+                            let part = |g: usize| _mm256_maddubs_epi16(wv[g], bcast(y, g));
+                            let g = 4 * h;
+                            let p0 = _mm256_add_epi16(part(g), part(g + 1));
+                            let p1 = _mm256_add_epi16(part(g + 2), part(g + 3));
+                            let i = _mm256_add_epi32(
+                                _mm256_madd_epi16(p0, ones),
+                                _mm256_madd_epi16(p1, ones),
+                            );
+                            let a = _mm256_fnmadd_ps(ow, _mm256_set1_ps(*t.add(b * 2 + h)), acc[r]);
+                            let dy = _mm256_set1_ps(*d.add(b));
+                            acc[r] =
+                                _mm256_fmadd_ps(_mm256_mul_ps(sw, dy), _mm256_cvtepi32_ps(i), a);
+                        }
+                    }
                 }
-            } else {
-                let mut isum = _mm256_setzero_si256();
-                for h in 0..2 {
-                    let g = 4 * h;
-                    let p = _mm256_add_epi16(
-                        _mm256_add_epi16(part(y, w, g), part(y, w, g + 1)),
-                        _mm256_add_epi16(part(y, w, g + 2), part(y, w, g + 3)),
-                    );
-                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, ones));
+                2 => {
+                    let sw = _mm256_loadu_ps(sp.add(b * 16));
+                    let aw: [__m256i; 8] = std::array::from_fn(|g| _mm256_sign_epi8(wv[g], wv[g]));
+                    for (r, &(qs, d, _)) in x.iter().enumerate() {
+                        let y = qs.add(b * 32);
+                        let mut isum = _mm256_setzero_si256();
+                        for g in 0..8 {
+                            let p =
+                                _mm256_maddubs_epi16(aw[g], _mm256_sign_epi8(bcast(y, g), wv[g]));
+                            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, ones));
+                        }
+                        let dy = _mm256_set1_ps(*d.add(b));
+                        acc[r] = _mm256_fmadd_ps(
+                            _mm256_mul_ps(sw, dy),
+                            _mm256_cvtepi32_ps(isum),
+                            acc[r],
+                        );
+                    }
                 }
-                let sw = _mm256_loadu_ps(sp.add(b * 2 * 8));
-                let ow = _mm256_loadu_ps(opp.add(b * 2 * 8));
-                let tb = *t.add(b * 2) + *t.add(b * 2 + 1);
-                acc = _mm256_fmadd_ps(_mm256_mul_ps(sw, dy), _mm256_cvtepi32_ps(isum), acc);
-                corr = _mm256_fmadd_ps(ow, _mm256_set1_ps(tb), corr);
+                _ => {
+                    let sw = _mm256_loadu_ps(sp.add(b * 16));
+                    let ow = _mm256_loadu_ps(opp.add(b * 16));
+                    for (r, &(qs, d, t)) in x.iter().enumerate() {
+                        let y = qs.add(b * 32);
+                        let part = |g: usize| _mm256_maddubs_epi16(wv[g], bcast(y, g));
+                        let mut isum = _mm256_setzero_si256();
+                        for h in 0..2 {
+                            let g = 4 * h;
+                            let p = _mm256_add_epi16(
+                                _mm256_add_epi16(part(g), part(g + 1)),
+                                _mm256_add_epi16(part(g + 2), part(g + 3)),
+                            );
+                            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, ones));
+                        }
+                        let tb = *t.add(b * 2) + *t.add(b * 2 + 1);
+                        let a = _mm256_fnmadd_ps(ow, _mm256_set1_ps(tb), acc[r]);
+                        let dy = _mm256_set1_ps(*d.add(b));
+                        acc[r] =
+                            _mm256_fmadd_ps(_mm256_mul_ps(sw, dy), _mm256_cvtepi32_ps(isum), a);
+                    }
+                }
             }
         }
-        _mm256_storeu_ps(out.as_mut_ptr(), _mm256_sub_ps(acc, corr));
+        for (r, a) in acc.iter().enumerate() {
+            let p = out[r].as_mut_ptr();
+            _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), *a));
+        }
     }
 
     #[inline(always)]
@@ -983,6 +1263,8 @@ mod tests {
         let ours = QWeight::new(dtype, rows, cols, Bytes::owned(&bytes)).unwrap();
         let x = random(m * cols, 11 + m as u64);
         let got = ours.matmul(&x, m);
+        // The packed tiles at every row count too (where the format has them).
+        let packed = ours.matmul_from(&x, m, 1);
         let plain = QMatMul::from_qtensor(q).unwrap();
         let want = plain
             .forward(&Tensor::from_vec(x, (m, cols), &dev).unwrap())
@@ -992,10 +1274,14 @@ mod tests {
             .to_vec1::<f32>()
             .unwrap();
         let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        for (i, ((g, p), w)) in got.iter().zip(&packed).zip(&want).enumerate() {
             assert!(
                 (g - w).abs() <= 1e-3 * scale.max(1.0),
                 "{dtype:?} [{rows}x{cols}] m={m}: element {i}: ours {g} vs candle {w}"
+            );
+            assert!(
+                (p - w).abs() <= 1e-3 * scale.max(1.0),
+                "{dtype:?} [{rows}x{cols}] m={m}: element {i}: packed {p} vs candle {w}"
             );
         }
         // Dequantized rows equal candle's.
@@ -1033,6 +1319,10 @@ mod tests {
             let cols = if dtype.block_size() == 256 { 512 } else { 96 };
             for m in [1, 2, 3, 4, 5, 9, 40] {
                 check(dtype, 37, cols, m);
+            }
+            // Rows longer than one packed chunk (KCHUNK · 32), with a short last chunk.
+            for m in [4, 7] {
+                check(dtype, 11, 1280, m);
             }
         }
     }
