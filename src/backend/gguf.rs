@@ -84,6 +84,9 @@ pub fn load(path: &Path, device: &Device) -> Result<Loaded> {
     )
     .map_err(|e| anyhow!("{name}: cannot load `{arch}` weights: {e:#}"))?;
     let max_positions = ctx.unwrap_or(model.config.context_length);
+    drop(content);
+    drop(f);
+    super::release_free_memory();
     Ok(Loaded {
         lm: GgufLm {
             model,
