@@ -22,9 +22,12 @@
 //! - one to three rows (one sequence decoding) stream the blocks through AVX2 block
 //!   kernels (Q4_0, Q4_1, Q5_0, Q8_0; k-quants use candle's AVX2 block dot products on
 //!   the same tiling);
-//! - weights are read in place from the memory-mapped file, so loading copies nothing,
-//!   no second copy is ever made, and an embedding row is dequantized only when a token
-//!   asks for it.
+//! - Q5_0 and Q8_0 matrices (most of the bytes of the pip-carried models) are instead
+//!   rewritten once at load into tiles of the same size (`QWeight::into_tiled`), which
+//!   products of every row count read in place, unpacking in registers: decoding,
+//!   alone or several sequences at once, then pays nothing per step for the layout;
+//! - other weights are read in place from the memory-mapped file, no second copy is
+//!   ever made, and an embedding row is dequantized only when a token asks for it.
 //!
 //! Measured side by side with llama.cpp and candle in docs/PERFORMANCE.md.
 //!
@@ -82,6 +85,8 @@ pub struct QWeight {
     rows: usize,
     cols: usize,
     bytes: Bytes,
+    /// `bytes` hold the tiled layout of `into_tiled`, not the file's blocks.
+    tiled: bool,
 }
 
 /// Rows of weights per task: enough work to pay for a hand-off, few enough that the
@@ -132,7 +137,72 @@ impl QWeight {
             rows,
             cols,
             bytes,
+            tiled: false,
         })
+    }
+
+    /// Rewrites a Q5_0 or Q8_0 matrix (on an AVX2 CPU) as packed tiles of the same
+    /// size, made once here rather than at every product: per eight rows and 32
+    /// columns, the values interleaved four columns deep as `matmul_packed` lays them
+    /// out (Q8_0: the bytes; Q5_0: two column groups' low nibbles per byte, then the
+    /// fifth bits as bit planes), then the eight rows' f16 scales. Products of any
+    /// row count read them in place and unpack in registers, so sequences decoding
+    /// together no longer pay for unpacking per step (issue 13). The file's mapped
+    /// pages for the matrix are handed back. Other formats and CPUs keep the blocks.
+    pub fn into_tiled(self) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if avx2::available() && matches!(self.dtype, GgmlDType::Q5_0 | GgmlDType::Q8_0) {
+            let fmt = avx2::Packed::of(self.dtype).expect("a packed format");
+            let (n, kb) = (self.rows, self.cols / 32);
+            let bsize = avx2::tiled_block_bytes(fmt);
+            let tiles = n.div_ceil(PACK);
+            let len = tiles * kb * bsize;
+            let mut words = vec![0u64; len.div_ceil(8)];
+            let size = self.dtype.type_size();
+            let data = self.bytes.as_slice();
+            let wp = SendPtr(words.as_mut_ptr() as *mut u8);
+            // A few MiB of the file at a time, its pages handed back as soon as they
+            // are rewritten, so the matrix is never resident twice.
+            let step = ((4 << 20) / (PACK * kb * size).max(1)).max(1);
+            for t0 in (0..tiles).step_by(step) {
+                let t1 = (t0 + step).min(tiles);
+                parallel(t1 - t0, (t1 - t0) * kb >= 1 << 12, |ts| {
+                    let chunk = KCHUNK.min(kb);
+                    let (mut u, mut sc, mut o) = (
+                        vec![0u8; chunk * 32 * PACK],
+                        vec![0f32; chunk * 2 * PACK],
+                        vec![0f32; chunk * 2 * PACK],
+                    );
+                    for t in ts.start + t0..ts.end + t0 {
+                        let j0 = t * PACK;
+                        let rows = (n - j0).min(PACK);
+                        for c0 in (0..kb).step_by(chunk) {
+                            let cb = chunk.min(kb - c0);
+                            // Short last tile: its last row repeated (never read back).
+                            let w: [*const u8; PACK] = std::array::from_fn(|i| {
+                                data[((j0 + i.min(rows - 1)) * kb + c0) * size..].as_ptr()
+                            });
+                            // SAFETY: AVX2 detected; each row holds cb blocks from c0; the
+                            // buffers hold `chunk` blocks; tile t's bytes are this task's.
+                            unsafe {
+                                avx2::pack_tile(fmt, w, cb, 0, &mut u, &mut sc, &mut o);
+                                let dst = wp.get().add((t * kb + c0) * bsize);
+                                avx2::compress_tile(fmt, &u, &sc, cb, dst);
+                            }
+                        }
+                    }
+                });
+                if let Bytes::Mapped { map, start, len } = &self.bytes {
+                    release_pages(map, *start, (t1 * PACK * kb * size).min(*len));
+                }
+            }
+            return Self {
+                bytes: Bytes::Owned { words, len },
+                tiled: true,
+                ..self
+            };
+        }
+        self
     }
 
     pub fn rows(&self) -> usize {
@@ -154,6 +224,9 @@ impl QWeight {
         use GgmlDType::*;
         #[cfg(target_arch = "x86_64")]
         if avx2::available() {
+            if self.tiled {
+                return "tiled-avx2 (tiles made at load)";
+            }
             return match self.dtype {
                 Q4_0 | Q4_1 | Q5_0 | Q8_0 => "packed-avx2 (>=4 rows), avx2",
                 Q4K | Q6K => "packed-avx2 (>=4 rows), candle-blocks",
@@ -180,6 +253,9 @@ impl QWeight {
     pub fn dequantize_row(&self, i: usize, out: &mut [f32]) {
         assert!(i < self.rows, "row {i} of {}", self.rows);
         assert_eq!(out.len(), self.cols);
+        if self.tiled {
+            return self.dequantize_tiled(i, out);
+        }
         fn row<T: GgmlType>(w: &QWeight, i: usize, out: &mut [f32]) {
             let kb = w.cols / T::BLCK_SIZE;
             T::to_float(&w.blocks::<T>()[i * kb..(i + 1) * kb], out);
@@ -199,6 +275,32 @@ impl QWeight {
         }
     }
 
+    /// Row `i` of a tiled matrix (see `into_tiled`): lane `i % 8` of tile `i / 8`.
+    fn dequantize_tiled(&self, i: usize, out: &mut [f32]) {
+        let q5 = self.dtype == GgmlDType::Q5_0;
+        let (bsize, scales) = if q5 { (176, 160) } else { (272, 256) };
+        let kb = self.cols / 32;
+        let (t, lane) = (i / PACK, i % PACK);
+        let data = self.bytes.as_slice();
+        for (b, vals) in out.chunks_exact_mut(32).enumerate() {
+            let blk = &data[(t * kb + b) * bsize..(t * kb + b + 1) * bsize];
+            let d = half::f16::from_le_bytes([blk[scales + 2 * lane], blk[scales + 2 * lane + 1]])
+                .to_f32();
+            for (j, v) in vals.iter_mut().enumerate() {
+                let (g, c) = (j / 4, j % 4);
+                let q = if q5 {
+                    let byte = blk[((g % 4) * PACK + lane) * 4 + c];
+                    let low = if g < 4 { byte & 15 } else { byte >> 4 };
+                    let high = (blk[128 + lane * 4 + c] >> g) & 1;
+                    (low | high << 4) as i32 - 16
+                } else {
+                    blk[(g * PACK + lane) * 4 + c] as i8 as i32
+                };
+                *v = q as f32 * d;
+            }
+        }
+    }
+
     /// `x · Wᵀ` for `x` of `m` rows of `cols` values: `m` rows of `rows` values.
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
         self.matmul_from(x, m, PACKED_MIN_ROWS)
@@ -214,7 +316,7 @@ impl QWeight {
         #[cfg(target_arch = "x86_64")]
         if avx2::available() {
             if let Some(fmt) = avx2::Packed::of(self.dtype) {
-                if m >= packed_min {
+                if self.tiled || m >= packed_min {
                     self.matmul_packed(fmt, x, m, &mut out);
                     return out;
                 }
@@ -274,7 +376,7 @@ impl QWeight {
             SendPtr(d.as_mut_ptr()),
             SendPtr(t.as_mut_ptr()),
         );
-        parallel(m, true, |rows| {
+        parallel(m, m * k >= 1 << 14, |rows| {
             let (mut scratch, mut t32) = (vec![0f32; kb], vec![0f32; kb]);
             for r in rows {
                 // SAFETY: each input row is quantized by one task into its own range.
@@ -304,10 +406,11 @@ impl QWeight {
             avx2::Packed::Q8_0 => 2,
             _ => 0,
         };
-        parallel(n.div_ceil(PACK), true, |tiles| {
-            let mut u = vec![0u8; chunk * 32 * PACK];
-            let mut s = vec![0f32; chunk * 2 * PACK];
-            let mut o = vec![0f32; chunk * 2 * PACK];
+        let staged = if self.tiled { 0 } else { chunk };
+        parallel(n.div_ceil(PACK), m * k * n >= 1 << 16, |tiles| {
+            let mut u = vec![0u8; staged * 32 * PACK];
+            let mut s = vec![0f32; staged * 2 * PACK];
+            let mut o = vec![0f32; staged * 2 * PACK];
             let mut acc = vec![[0f32; PACK]; m];
             for tile in tiles {
                 let j0 = tile * PACK;
@@ -319,11 +422,17 @@ impl QWeight {
                     let w: [*const u8; PACK] = std::array::from_fn(|i| {
                         data[(j0 + i.min(rows - 1)) * row_bytes + c0 / per * size..].as_ptr()
                     });
-                    // SAFETY: AVX2 detected; each row holds `cb / per` blocks of `fmt` from
-                    // `c0` (`new` checked the size; KCHUNK is a multiple of 8, so chunks
-                    // hold whole k-quant blocks); u, s, o hold `chunk` blocks of PACK rows.
-                    unsafe {
-                        avx2::pack_tile(fmt, w, cb / per, 8 * row_bytes, &mut u, &mut s, &mut o)
+                    let tiled = if self.tiled {
+                        let bsize = avx2::tiled_block_bytes(fmt);
+                        Some(data[(tile * kb + c0) * bsize..].as_ptr())
+                    } else {
+                        // SAFETY: AVX2 detected; each row holds `cb / per` blocks of `fmt`
+                        // from `c0` (`new` checked the size; KCHUNK is a multiple of 8, so
+                        // chunks hold whole k-quant blocks); u, s, o hold `chunk` blocks.
+                        unsafe {
+                            avx2::pack_tile(fmt, w, cb / per, 8 * row_bytes, &mut u, &mut s, &mut o)
+                        };
+                        None
                     };
                     let x = |r: usize| {
                         (
@@ -332,23 +441,23 @@ impl QWeight {
                             t[(r * kb + c0) * 2..].as_ptr(),
                         )
                     };
+                    let src = match tiled {
+                        Some(p) => avx2::Src::Tiled(fmt == avx2::Packed::Q5_0, p),
+                        None => avx2::Src::Packed(kind, &u, &s, &o),
+                    };
                     let mut r = 0;
                     while r < m {
-                        let tile = (&u[..], &s[..], &o[..], cb);
-                        // SAFETY: AVX2 detected; u, s, o hold cb blocks of PACK rows; input
-                        // rows r.. hold cb blocks from c0.
+                        // SAFETY: AVX2 detected; u, s, o (or the tiled bytes from `c0`) hold
+                        // cb blocks of PACK rows; input rows r.. hold cb blocks from c0.
                         r += unsafe {
                             match m - r {
-                                1 => avx2::packed_rows_of::<1>(kind, tile, [x(r)], &mut acc[r..]),
-                                2 | 3 => avx2::packed_rows_of::<2>(
-                                    kind,
-                                    tile,
-                                    [x(r), x(r + 1)],
-                                    &mut acc[r..],
-                                ),
-                                _ => avx2::packed_rows_of::<4>(
-                                    kind,
-                                    tile,
+                                1 => avx2::rows_of::<1>(src, cb, [x(r)], &mut acc[r..]),
+                                2 | 3 => {
+                                    avx2::rows_of::<2>(src, cb, [x(r), x(r + 1)], &mut acc[r..])
+                                }
+                                _ => avx2::rows_of::<4>(
+                                    src,
+                                    cb,
                                     std::array::from_fn(|i| x(r + i)),
                                     &mut acc[r..],
                                 ),
@@ -614,6 +723,26 @@ fn quantize_q8k(x: &[f32], qs: &mut [i8], d: &mut [f32], t: &mut [f32]) {
         for j in 0..16 {
             let sum: i32 = q[j * 16..(j + 1) * 16].iter().map(|&v| v as i32).sum();
             t[b * 16 + j] = scale * sum as f32;
+        }
+    }
+}
+
+/// Drops this process's mapping of the whole pages of `map[start..start + len]` (they
+/// stay in the page cache; a later read maps them again), so a matrix rewritten by
+/// `into_tiled` is not resident twice.
+fn release_pages(map: &memmap2::Mmap, start: usize, len: usize) {
+    #[cfg(unix)]
+    {
+        const PAGE: usize = 4096;
+        let base = map.as_ptr() as usize;
+        let (lo, hi) = (
+            (base + start).next_multiple_of(PAGE),
+            (base + start + len) / PAGE * PAGE,
+        );
+        if hi > lo {
+            // SAFETY: the range lies inside the read-only mapping; MADV_DONTNEED on a
+            // file mapping only unmaps pages, which fault back in from the file if read.
+            unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_DONTNEED) };
         }
     }
 }
@@ -1012,20 +1141,30 @@ mod avx2 {
         }
     }
 
-    /// `packed_rows` for a tile of `kind` (0, 1 or 2, as `K` there); returns `R`.
+    /// Where a product's weights come from: a packed tile of a kind (as `packed_rows`'s
+    /// `K`) with its scales and offsets, or tiled Q5_0 (`true`) or Q8_0 bytes.
+    #[derive(Clone, Copy)]
+    pub enum Src<'a> {
+        Packed(u8, &'a [u8], &'a [f32], &'a [f32]),
+        Tiled(bool, *const u8),
+    }
+
+    /// `packed_rows` or `tiled_rows` for `src`; returns `R`.
     ///
     /// # Safety
-    /// As `packed_rows`.
-    pub unsafe fn packed_rows_of<const R: usize>(
-        kind: u8,
-        (u, s, o, kb): (&[u8], &[f32], &[f32], usize),
-        x: [(*const i8, *const f32, *const f32); R],
+    /// As `packed_rows` and `tiled_rows`.
+    pub unsafe fn rows_of<const R: usize>(
+        src: Src,
+        kb: usize,
+        x: [Input; R],
         out: &mut [[f32; super::PACK]],
     ) -> usize {
-        match kind {
-            0 => packed_rows::<0, R>(u, s, o, kb, x, out),
-            1 => packed_rows::<1, R>(u, s, o, kb, x, out),
-            _ => packed_rows::<2, R>(u, s, o, kb, x, out),
+        match src {
+            Src::Packed(0, u, s, o) => packed_rows::<0, R>(u, s, o, kb, x, out),
+            Src::Packed(1, u, s, o) => packed_rows::<1, R>(u, s, o, kb, x, out),
+            Src::Packed(_, u, s, o) => packed_rows::<2, R>(u, s, o, kb, x, out),
+            Src::Tiled(true, p) => tiled_rows::<true, R>(p, kb, x, out),
+            Src::Tiled(false, p) => tiled_rows::<false, R>(p, kb, x, out),
         }
         R
     }
@@ -1035,11 +1174,8 @@ mod avx2 {
     /// four input values broadcast against four columns of eight rows, then scaled per
     /// row. `K` is the kind of tile:
     /// - 0 (Q4_0, Q4_1, Q5_0, Q4_K): unsigned values below 32 with one scale per 32;
-    ///   four products summed in i16 (at most 4 · 2 · 31 · 127 < 2^15); offsets come
-    ///   off through the input's sums in `t`;
     /// - 1 (Q6_K): unsigned 6-bit values with a scale per 16; two products per sum;
-    /// - 2 (Q8_0): signed bytes, so each `maddubs` takes |w| and the input with w's sign
-    ///   (at most 2 · 128 · 127: no saturation, and no room to sum two in i16).
+    /// - 2 (Q8_0): signed bytes (see `rows_i8`).
     ///
     /// # Safety
     /// AVX2 and FMA must be available; `u` holds `kb · 32 · PACK` bytes, `s` and `o`
@@ -1051,7 +1187,7 @@ mod avx2 {
         s: &[f32],
         o: &[f32],
         kb: usize,
-        x: [(*const i8, *const f32, *const f32); R],
+        x: [Input; R],
         out: &mut [[f32; super::PACK]],
     ) {
         assert!(u.len() >= kb * 256 && s.len() >= kb * 16 && o.len() >= kb * 16);
@@ -1059,9 +1195,6 @@ mod avx2 {
         let ones = _mm256_set1_epi16(1);
         let mut acc = [_mm256_setzero_ps(); R];
         let (up, sp, opp) = (u.as_ptr(), s.as_ptr(), o.as_ptr());
-        let bcast = |y: *const i8, g: usize| {
-            _mm256_set1_epi32(std::ptr::read_unaligned(y.add(4 * g) as *const i32))
-        };
         for b in 0..kb {
             let w = up.add(b * 256);
             let wv: [__m256i; 8] =
@@ -1088,53 +1221,216 @@ mod avx2 {
                         }
                     }
                 }
-                2 => {
-                    let sw = _mm256_loadu_ps(sp.add(b * 16));
-                    let aw: [__m256i; 8] = std::array::from_fn(|g| _mm256_sign_epi8(wv[g], wv[g]));
-                    for (r, &(qs, d, _)) in x.iter().enumerate() {
-                        let y = qs.add(b * 32);
-                        let mut isum = _mm256_setzero_si256();
-                        for g in 0..8 {
-                            let p =
-                                _mm256_maddubs_epi16(aw[g], _mm256_sign_epi8(bcast(y, g), wv[g]));
-                            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, ones));
-                        }
-                        let dy = _mm256_set1_ps(*d.add(b));
-                        acc[r] = _mm256_fmadd_ps(
-                            _mm256_mul_ps(sw, dy),
-                            _mm256_cvtepi32_ps(isum),
-                            acc[r],
-                        );
-                    }
-                }
+                2 => rows_i8(&wv, _mm256_loadu_ps(sp.add(b * 16)), b, &x, &mut acc),
                 _ => {
-                    let sw = _mm256_loadu_ps(sp.add(b * 16));
-                    let ow = _mm256_loadu_ps(opp.add(b * 16));
-                    for (r, &(qs, d, t)) in x.iter().enumerate() {
-                        let y = qs.add(b * 32);
-                        let part = |g: usize| _mm256_maddubs_epi16(wv[g], bcast(y, g));
-                        let mut isum = _mm256_setzero_si256();
-                        for h in 0..2 {
-                            let g = 4 * h;
-                            let p = _mm256_add_epi16(
-                                _mm256_add_epi16(part(g), part(g + 1)),
-                                _mm256_add_epi16(part(g + 2), part(g + 3)),
-                            );
-                            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, ones));
-                        }
-                        let tb = *t.add(b * 2) + *t.add(b * 2 + 1);
-                        let a = _mm256_fnmadd_ps(ow, _mm256_set1_ps(tb), acc[r]);
-                        let dy = _mm256_set1_ps(*d.add(b));
-                        acc[r] =
-                            _mm256_fmadd_ps(_mm256_mul_ps(sw, dy), _mm256_cvtepi32_ps(isum), a);
-                    }
+                    let (sw, ow) = (
+                        _mm256_loadu_ps(sp.add(b * 16)),
+                        _mm256_loadu_ps(opp.add(b * 16)),
+                    );
+                    rows_u5(&wv, sw, ow, b, &x, &mut acc)
                 }
             }
         }
-        for (r, a) in acc.iter().enumerate() {
-            let p = out[r].as_mut_ptr();
+        add_rows(&acc, out);
+    }
+
+    /// One quantized input row from a block on: values, scale per 32, sums per 16.
+    pub type Input = (*const i8, *const f32, *const f32);
+
+    /// Four input bytes from group `g` of a block, in every lane.
+    #[inline(always)]
+    unsafe fn bcast(y: *const i8, g: usize) -> __m256i {
+        _mm256_set1_epi32(std::ptr::read_unaligned(y.add(4 * g) as *const i32))
+    }
+
+    /// Adds the rows' sums to `out`.
+    #[inline(always)]
+    unsafe fn add_rows<const R: usize>(acc: &[__m256; R], out: &mut [[f32; super::PACK]]) {
+        for (a, o) in acc.iter().zip(out) {
+            let p = o.as_mut_ptr();
             _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), *a));
         }
+    }
+
+    /// Block `b` of the input rows against one tile block of unsigned values below 32
+    /// (`wv`, scale `sw` and offset `ow` per row): four products summed in i16 (at most
+    /// 4 · 2 · 31 · 127 < 2^15); the offsets come off through the input's sums in `t`.
+    #[inline(always)]
+    unsafe fn rows_u5<const R: usize>(
+        wv: &[__m256i; 8],
+        sw: __m256,
+        ow: __m256,
+        b: usize,
+        x: &[Input; R],
+        acc: &mut [__m256; R],
+    ) {
+        let ones = _mm256_set1_epi16(1);
+        for (r, &(qs, d, t)) in x.iter().enumerate() {
+            let y = qs.add(b * 32);
+            let part = |g: usize| _mm256_maddubs_epi16(wv[g], bcast(y, g));
+            let mut isum = _mm256_setzero_si256();
+            for h in 0..2 {
+                let g = 4 * h;
+                let p = _mm256_add_epi16(
+                    _mm256_add_epi16(part(g), part(g + 1)),
+                    _mm256_add_epi16(part(g + 2), part(g + 3)),
+                );
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, ones));
+            }
+            let tb = *t.add(b * 2) + *t.add(b * 2 + 1);
+            let a = _mm256_fnmadd_ps(ow, _mm256_set1_ps(tb), acc[r]);
+            let dy = _mm256_set1_ps(*d.add(b));
+            acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(sw, dy), _mm256_cvtepi32_ps(isum), a);
+        }
+    }
+
+    /// Block `b` of the input rows against one tile block of signed bytes (Q8_0): each
+    /// `maddubs` takes |w| and the input with w's sign (at most 2 · 128 · 127: no
+    /// saturation, and no room to sum two in i16).
+    #[inline(always)]
+    unsafe fn rows_i8<const R: usize>(
+        wv: &[__m256i; 8],
+        sw: __m256,
+        b: usize,
+        x: &[Input; R],
+        acc: &mut [__m256; R],
+    ) {
+        let ones = _mm256_set1_epi16(1);
+        let aw: [__m256i; 8] = std::array::from_fn(|g| _mm256_sign_epi8(wv[g], wv[g]));
+        for (r, &(qs, d, _)) in x.iter().enumerate() {
+            let y = qs.add(b * 32);
+            let mut isum = _mm256_setzero_si256();
+            for g in 0..8 {
+                let p = _mm256_maddubs_epi16(aw[g], _mm256_sign_epi8(bcast(y, g), wv[g]));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, ones));
+            }
+            let dy = _mm256_set1_ps(*d.add(b));
+            acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(sw, dy), _mm256_cvtepi32_ps(isum), acc[r]);
+        }
+    }
+
+    /// Bytes per tiled block (eight rows × 32 values): Q5_0 128 of nibbles, 32 of fifth
+    /// bits and 16 of scales; Q8_0 256 of values and 16 of scales.
+    pub fn tiled_block_bytes(fmt: Packed) -> usize {
+        match fmt {
+            Packed::Q5_0 => 176,
+            Packed::Q8_0 => 272,
+            _ => unreachable!("only Q5_0 and Q8_0 are tiled"),
+        }
+    }
+
+    /// Writes `nb` blocks of a packed tile of Q5_0 or Q8_0 rows (from `pack_tile`) in
+    /// the tiled layout (see `QWeight::into_tiled`) at `dst`.
+    ///
+    /// # Safety
+    /// AVX2 and F16C must be available; `u` and `s` hold `nb` blocks; `dst` has room
+    /// for `nb` tiled blocks.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn compress_tile(fmt: Packed, u: &[u8], s: &[f32], nb: usize, dst: *mut u8) {
+        assert!(u.len() >= nb * 256 && s.len() >= nb * 16);
+        let bsize = tiled_block_bytes(fmt);
+        let (nib, one) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(1));
+        for b in 0..nb {
+            let out = dst.add(b * bsize);
+            let v: [__m256i; 8] = std::array::from_fn(|g| {
+                _mm256_loadu_si256(u.as_ptr().add(b * 256 + g * 32) as *const __m256i)
+            });
+            let at = if fmt == Packed::Q5_0 {
+                let mut planes = _mm256_setzero_si256();
+                for (g, &x) in v.iter().enumerate() {
+                    // Values below 32: bit 4 to bit g of the plane byte (no carries).
+                    let bit = _mm256_and_si256(_mm256_srli_epi16::<4>(x), one);
+                    let shifted = match g {
+                        0 => bit,
+                        1 => _mm256_slli_epi16::<1>(bit),
+                        2 => _mm256_slli_epi16::<2>(bit),
+                        3 => _mm256_slli_epi16::<3>(bit),
+                        4 => _mm256_slli_epi16::<4>(bit),
+                        5 => _mm256_slli_epi16::<5>(bit),
+                        6 => _mm256_slli_epi16::<6>(bit),
+                        _ => _mm256_slli_epi16::<7>(bit),
+                    };
+                    planes = _mm256_or_si256(planes, shifted);
+                }
+                for g in 0..4 {
+                    let low = _mm256_and_si256(v[g], nib);
+                    let high = _mm256_slli_epi16::<4>(_mm256_and_si256(v[g + 4], nib));
+                    _mm256_storeu_si256(
+                        out.add(g * 32) as *mut __m256i,
+                        _mm256_or_si256(low, high),
+                    );
+                }
+                _mm256_storeu_si256(out.add(128) as *mut __m256i, planes);
+                160
+            } else {
+                for (g, &x) in v.iter().enumerate() {
+                    _mm256_storeu_si256(out.add(g * 32) as *mut __m256i, x);
+                }
+                256
+            };
+            let scales = _mm256_cvtps_ph::<0>(_mm256_loadu_ps(s.as_ptr().add(b * 16)));
+            _mm_storeu_si128(out.add(at) as *mut __m128i, scales);
+        }
+    }
+
+    /// `R` input rows against `nb` tiled blocks of eight Q5_0 (`Q5`) or Q8_0 rows at
+    /// `p` (see `QWeight::into_tiled`), added to `out`; each block is unpacked in
+    /// registers, then multiplied as `packed_rows` does.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C must be available; `p` holds `nb` tiled blocks; each input
+    /// row `nb` blocks; `out` at least `R` rows.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn tiled_rows<const Q5: bool, const R: usize>(
+        p: *const u8,
+        nb: usize,
+        x: [Input; R],
+        out: &mut [[f32; super::PACK]],
+    ) {
+        assert!(out.len() >= R);
+        let bsize = if Q5 { 176 } else { 272 };
+        let (nib, fifth) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x10));
+        let mut acc = [_mm256_setzero_ps(); R];
+        let load = |q: *const u8| _mm256_loadu_si256(q as *const __m256i);
+        for b in 0..nb {
+            let blk = p.add(b * bsize);
+            // One or two input rows stream the weights: fetch ahead across pages.
+            for line in (0..bsize).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PREFETCH + line) as *const i8);
+            }
+            if Q5 {
+                let planes = load(blk.add(128));
+                let bit = |v: __m256i| _mm256_and_si256(v, fifth);
+                let low = |q: __m256i| _mm256_and_si256(q, nib);
+                let high = |q: __m256i| _mm256_and_si256(_mm256_srli_epi16::<4>(q), nib);
+                let (q0, q1, q2, q3) = (
+                    load(blk),
+                    load(blk.add(32)),
+                    load(blk.add(64)),
+                    load(blk.add(96)),
+                );
+                // Group g's fifth bit is bit g of its plane byte; move it to bit 4 (16-bit
+                // shifts carry across bytes only bits the mask drops).
+                let wv = [
+                    _mm256_or_si256(low(q0), bit(_mm256_slli_epi16::<4>(planes))),
+                    _mm256_or_si256(low(q1), bit(_mm256_slli_epi16::<3>(planes))),
+                    _mm256_or_si256(low(q2), bit(_mm256_slli_epi16::<2>(planes))),
+                    _mm256_or_si256(low(q3), bit(_mm256_slli_epi16::<1>(planes))),
+                    _mm256_or_si256(high(q0), bit(planes)),
+                    _mm256_or_si256(high(q1), bit(_mm256_srli_epi16::<1>(planes))),
+                    _mm256_or_si256(high(q2), bit(_mm256_srli_epi16::<2>(planes))),
+                    _mm256_or_si256(high(q3), bit(_mm256_srli_epi16::<3>(planes))),
+                ];
+                let sw = _mm256_cvtph_ps(_mm_loadu_si128(blk.add(160) as *const __m128i));
+                let ow = _mm256_mul_ps(sw, _mm256_set1_ps(16.0));
+                rows_u5(&wv, sw, ow, b, &x, &mut acc);
+            } else {
+                let wv: [__m256i; 8] = std::array::from_fn(|g| load(blk.add(g * 32)));
+                let sw = _mm256_cvtph_ps(_mm_loadu_si128(blk.add(256) as *const __m128i));
+                rows_i8(&wv, sw, b, &x, &mut acc);
+            }
+        }
+        add_rows(&acc, out);
     }
 
     #[inline(always)]
@@ -1263,8 +1559,18 @@ mod tests {
         let ours = QWeight::new(dtype, rows, cols, Bytes::owned(&bytes)).unwrap();
         let x = random(m * cols, 11 + m as u64);
         let got = ours.matmul(&x, m);
-        // The packed tiles at every row count too (where the format has them).
+        // The packed tiles at every row count too (where the format has them), and the
+        // tiled layout (Q5_0, Q8_0; the others keep their blocks).
         let packed = ours.matmul_from(&x, m, 1);
+        let tiled = QWeight::new(dtype, rows, cols, Bytes::owned(&bytes))
+            .unwrap()
+            .into_tiled();
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(
+            tiled.tiled,
+            avx2::available() && matches!(dtype, GgmlDType::Q5_0 | GgmlDType::Q8_0)
+        );
+        let tiled_out = tiled.matmul(&x, m);
         let plain = QMatMul::from_qtensor(q).unwrap();
         let want = plain
             .forward(&Tensor::from_vec(x, (m, cols), &dev).unwrap())
@@ -1283,6 +1589,11 @@ mod tests {
                 (p - w).abs() <= 1e-3 * scale.max(1.0),
                 "{dtype:?} [{rows}x{cols}] m={m}: element {i}: packed {p} vs candle {w}"
             );
+            let t = tiled_out[i];
+            assert!(
+                (t - w).abs() <= 1e-3 * scale.max(1.0),
+                "{dtype:?} [{rows}x{cols}] m={m}: element {i}: tiled {t} vs candle {w}"
+            );
         }
         // Dequantized rows equal candle's.
         let full = q_dequant(&bytes, dtype, rows, cols);
@@ -1290,6 +1601,12 @@ mod tests {
         for i in [0, rows / 2, rows - 1] {
             ours.dequantize_row(i, &mut row);
             assert_eq!(row, full[i * cols..(i + 1) * cols], "{dtype:?} row {i}");
+            tiled.dequantize_row(i, &mut row);
+            assert_eq!(
+                row,
+                full[i * cols..(i + 1) * cols],
+                "{dtype:?} tiled row {i}"
+            );
         }
     }
 

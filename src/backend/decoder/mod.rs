@@ -259,6 +259,15 @@ impl<R: std::io::Read + std::io::Seek> Loader<'_, R> {
         Ok(Weight::Candle(QMatMul::from_arc(self.tensor(name)?)?))
     }
 
+    /// A matrix that products read (never rows looked up alone): tiled where our
+    /// kernels have a tiled layout for it (see `QWeight::into_tiled`).
+    fn matrix(&mut self, name: &str) -> Result<Weight> {
+        Ok(match self.weight(name)? {
+            Weight::Blocks(w) => Weight::Blocks(w.into_tiled()),
+            w => w,
+        })
+    }
+
     /// A small tensor (norm, bias) as f32.
     fn dense(&mut self, name: &str) -> Result<Tensor> {
         Ok(self
@@ -323,7 +332,7 @@ impl Decoder {
             let p = format!("blk.{l}");
             let lin = |ld: &mut Loader<R>, n: &str| -> Result<Linear> {
                 Ok(Linear {
-                    w: ld.weight(&format!("{p}.{n}.weight"))?,
+                    w: ld.matrix(&format!("{p}.{n}.weight"))?,
                     b: ld.optional(&format!("{p}.{n}.bias"))?,
                 })
             };
@@ -358,17 +367,20 @@ impl Decoder {
                 k_norm,
                 post_attn_norm,
                 ffn_norm: ld.dense(&format!("{p}.ffn_norm.weight"))?,
-                gate: ld.weight(&format!("{p}.ffn_gate.weight"))?,
-                up: ld.weight(&format!("{p}.ffn_up.weight"))?,
-                down: ld.weight(&format!("{p}.ffn_down.weight"))?,
+                gate: ld.matrix(&format!("{p}.ffn_gate.weight"))?,
+                up: ld.matrix(&format!("{p}.ffn_up.weight"))?,
+                down: ld.matrix(&format!("{p}.ffn_down.weight"))?,
                 post_ffn_norm,
             });
         }
-        let embed = Arc::new(ld.weight("token_embd.weight")?);
-        let output = if ld.has("output.weight") {
-            Arc::new(ld.weight("output.weight")?)
+        // A tied embedding is also the output matrix, so it is tiled; a separate one
+        // is only looked up a row at a time and stays in the file's blocks.
+        let (embed, output) = if ld.has("output.weight") {
+            let embed = Arc::new(ld.weight("token_embd.weight")?);
+            (embed, Arc::new(ld.matrix("output.weight")?))
         } else {
-            embed.clone()
+            let embed = Arc::new(ld.matrix("token_embd.weight")?);
+            (embed.clone(), embed)
         };
         let output_norm = ld.dense("output_norm.weight")?;
         // Llama 3.x: per-pair divisors precomputed by the converter (llama.cpp's
