@@ -434,11 +434,13 @@ impl QWeight {
                         };
                         None
                     };
-                    let x = |r: usize| {
+                    let (qp, dp, tp) = (qs.as_ptr(), d.as_ptr(), t.as_ptr());
+                    // SAFETY (offsets): r < m and c0 < kb, inside the quantized input.
+                    let x = |r: usize| unsafe {
                         (
-                            qs[r * k + c0 * 32..].as_ptr(),
-                            d[r * kb + c0..].as_ptr(),
-                            t[(r * kb + c0) * 2..].as_ptr(),
+                            qp.add(r * k + c0 * 32),
+                            dp.add(r * kb + c0),
+                            tp.add((r * kb + c0) * 2),
                         )
                     };
                     let src = match tiled {
