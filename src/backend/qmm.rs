@@ -659,7 +659,8 @@ impl QWeight {
     }
 }
 
-fn dotf(a: &[f32], b: &[f32]) -> f32 {
+/// Dot product of two equal-length f32 slices, in eight lanes.
+pub(crate) fn dotf(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ca
@@ -749,20 +750,25 @@ fn release_pages(map: &memmap2::Mmap, start: usize, len: usize) {
     }
 }
 
+/// A pointer that parallel tasks share, each writing its own disjoint range.
 #[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
+pub(crate) struct SendPtr<T>(*mut T);
 // SAFETY: tasks write disjoint ranges (see each use).
 unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}
 impl<T> SendPtr<T> {
-    fn get(&self) -> *mut T {
+    pub(crate) fn new(p: *mut T) -> Self {
+        Self(p)
+    }
+
+    pub(crate) fn get(&self) -> *mut T {
         self.0
     }
 }
 
 /// Runs `f` over `0..n` on candle's CPU pool (or inline for small work, where waking
 /// the pool costs more than it saves).
-fn parallel(n: usize, big: bool, f: impl Fn(std::ops::Range<usize>) + Sync) {
+pub(crate) fn parallel(n: usize, big: bool, f: impl Fn(std::ops::Range<usize>) + Sync) {
     if n == 0 {
         return;
     }

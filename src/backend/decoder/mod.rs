@@ -198,6 +198,80 @@ fn append(buf: &mut Tensor, len: usize, new: &Tensor) -> candle_core::Result<()>
     buf.slice_set(&new.contiguous()?, 1, len)
 }
 
+/// Attention of one new token per sequence over its cache (decoding): `q` is
+/// `[h, seqs, hd]`, already scaled; sequence `i` attends to cache positions
+/// `from[i]..=len` of layer `l` (its new token's keys and values appended at `len`).
+/// Returns `[seqs, h · hd]`. Softmax as candle's: max subtracted, exp, normalised.
+fn decode_attention(
+    q: &Tensor,
+    seqs: &[&mut Sequence],
+    l: usize,
+    from: &[usize],
+    (h, kvh, hd): (usize, usize, usize),
+) -> candle_core::Result<Tensor> {
+    use candle_core::{CpuStorage, Storage};
+    let n = seqs.len();
+    let qv = q.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    let guards: Vec<_> = seqs
+        .iter()
+        .map(|s| {
+            let (k, v) = &s.layers[l];
+            (k.storage_and_layout(), v.storage_and_layout())
+        })
+        .collect();
+    let mut caches = Vec::with_capacity(n);
+    for (i, ((ks, kl), (vs, vl))) in guards.iter().enumerate() {
+        let (Storage::Cpu(CpuStorage::F32(k)), Storage::Cpu(CpuStorage::F32(v))) = (&**ks, &**vs)
+        else {
+            candle_core::bail!("decode attention needs f32 caches on the CPU");
+        };
+        let cap = seqs[i].layers[l].0.dim(1)?;
+        if !kl.is_contiguous() || !vl.is_contiguous() {
+            candle_core::bail!("decode attention needs contiguous caches");
+        }
+        caches.push((&k[kl.start_offset()..], &v[vl.start_offset()..], cap));
+    }
+    let groups = h / kvh;
+    let mut out = vec![0f32; n * h * hd];
+    let op = crate::backend::qmm::SendPtr::new(out.as_mut_ptr());
+    let work: usize = seqs.iter().map(|s| s.len + 1).sum::<usize>() * h * hd;
+    crate::backend::qmm::parallel(n * kvh, work >= 1 << 15, |tasks| {
+        let mut scores = Vec::new();
+        for task in tasks {
+            let (i, g) = (task / kvh, task % kvh);
+            let (k, v, cap) = caches[i];
+            let (lo, hi) = (from[i], seqs[i].len + 1);
+            let keys = &k[g * cap * hd..];
+            let vals = &v[g * cap * hd..];
+            for hh in g * groups..(g + 1) * groups {
+                let qr = &qv[(hh * n + i) * hd..(hh * n + i + 1) * hd];
+                scores.clear();
+                scores.extend(
+                    (lo..hi).map(|p| crate::backend::qmm::dotf(qr, &keys[p * hd..(p + 1) * hd])),
+                );
+                let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                let mut sum = 0f32;
+                for s in scores.iter_mut() {
+                    *s = (*s - max).exp();
+                    sum += *s;
+                }
+                // SAFETY: row i, head hh of `out` belongs to this task alone.
+                let o =
+                    unsafe { std::slice::from_raw_parts_mut(op.get().add((i * h + hh) * hd), hd) };
+                for (p, &s) in (lo..hi).zip(scores.iter()) {
+                    let w = s / sum;
+                    for (a, &b) in o.iter_mut().zip(&vals[p * hd..(p + 1) * hd]) {
+                        *a += w * b;
+                    }
+                }
+            }
+        }
+    });
+    drop(caches);
+    drop(guards);
+    Tensor::from_vec(out, (n, h * hd), q.device())
+}
+
 /// Reads tensors of one GGUF file onto a device.
 struct Loader<'a, R> {
     content: &'a gguf_file::Content,
@@ -581,6 +655,9 @@ impl Decoder {
                 None => None,
             });
         }
+        // Every sequence one token on the CPU in f32: attention straight over the caches
+        // (one parallel region per layer instead of a dozen tensor ops per sequence).
+        let decoding = self.device.is_cpu() && tokens.iter().all(|t| t.len() == 1);
         for (l, layer) in self.layers.iter().enumerate() {
             let sliding = cfg.swa[l];
             let (cos, sin) = match (&swa_tables, sliding) {
@@ -610,6 +687,21 @@ impl Decoder {
                 .transpose(0, 1)?
                 .contiguous()?;
             let q = (q * cfg.attn_scale)?;
+            if decoding {
+                for (i, s) in seqs.iter_mut().enumerate() {
+                    let (kc, vc) = &mut s.layers[l];
+                    append(kc, s.len, &k.narrow(1, i, 1)?)?;
+                    append(vc, s.len, &v.narrow(1, i, 1)?)?;
+                }
+                let from: Vec<usize> = if sliding {
+                    windows.clone()
+                } else {
+                    vec![0; seqs.len()]
+                };
+                let o = decode_attention(&q, seqs, l, &from, (h, kvh, hd))?;
+                x = self.attn_out_and_ffn(layer, x, &o)?;
+                continue;
+            }
             let mut outs = Vec::with_capacity(seqs.len());
             for (i, s) in seqs.iter_mut().enumerate() {
                 let (a, n) = (starts[i], tokens[i].len());
@@ -657,22 +749,7 @@ impl Decoder {
             } else {
                 Tensor::cat(&outs, 0)?
             };
-            let mut y = layer.o.forward(&o.contiguous()?)?;
-            if let Some(w) = &layer.post_attn_norm {
-                y = rms(&y, w, cfg.rms_eps)?;
-            }
-            x = (x + y)?;
-            let hn = rms(&x, &layer.ffn_norm, cfg.rms_eps)?;
-            let gate = layer.gate.forward(&hn)?;
-            let act = match cfg.arch {
-                Arch::Gemma3 => gate.gelu()?,
-                _ => candle_nn::ops::silu(&gate)?,
-            };
-            let mut y = layer.down.forward(&(act * layer.up.forward(&hn)?)?)?;
-            if let Some(w) = &layer.post_ffn_norm {
-                y = rms(&y, w, cfg.rms_eps)?;
-            }
-            x = (x + y)?;
+            x = self.attn_out_and_ffn(layer, x, &o)?;
         }
         for (s, t) in seqs.iter_mut().zip(tokens) {
             s.len += t.len();
@@ -689,6 +766,32 @@ impl Decoder {
             logits = ((logits / cap)?.tanh()? * cap)?;
         }
         (0..starts.len()).map(|i| logits.get(i)).collect()
+    }
+
+    /// The rest of a layer after attention: output projection, residual, feed-forward.
+    fn attn_out_and_ffn(
+        &self,
+        layer: &Layer,
+        x: Tensor,
+        o: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let cfg = &self.config;
+        let mut y = layer.o.forward(&o.contiguous()?)?;
+        if let Some(w) = &layer.post_attn_norm {
+            y = rms(&y, w, cfg.rms_eps)?;
+        }
+        let x = (x + y)?;
+        let hn = rms(&x, &layer.ffn_norm, cfg.rms_eps)?;
+        let gate = layer.gate.forward(&hn)?;
+        let act = match cfg.arch {
+            Arch::Gemma3 => gate.gelu()?,
+            _ => candle_nn::ops::silu(&gate)?,
+        };
+        let mut y = layer.down.forward(&(act * layer.up.forward(&hn)?)?)?;
+        if let Some(w) = &layer.post_ffn_norm {
+            y = rms(&y, w, cfg.rms_eps)?;
+        }
+        x + y
     }
 
     /// One sequence: the logits of its last new token, as f32 values.
