@@ -418,14 +418,14 @@ impl QWeight {
                 acc.fill([0f32; PACK]);
                 for c0 in (0..kb).step_by(chunk) {
                     let cb = chunk.min(kb - c0);
-                    // Short last tile: repeat its last row (results not stored).
-                    let w: [*const u8; PACK] = std::array::from_fn(|i| {
-                        data[(j0 + i.min(rows - 1)) * row_bytes + c0 / per * size..].as_ptr()
-                    });
                     let tiled = if self.tiled {
                         let bsize = avx2::tiled_block_bytes(fmt);
                         Some(data[(tile * kb + c0) * bsize..].as_ptr())
                     } else {
+                        // Short last tile: repeat its last row (results not stored).
+                        let w: [*const u8; PACK] = std::array::from_fn(|i| {
+                            data[(j0 + i.min(rows - 1)) * row_bytes + c0 / per * size..].as_ptr()
+                        });
                         // SAFETY: AVX2 detected; each row holds `cb / per` blocks of `fmt`
                         // from `c0` (`new` checked the size; KCHUNK is a multiple of 8, so
                         // chunks hold whole k-quant blocks); u, s, o hold `chunk` blocks.
@@ -434,13 +434,13 @@ impl QWeight {
                         };
                         None
                     };
-                    let (qp, dp, tp) = (qs.as_ptr(), d.as_ptr(), t.as_ptr());
+                    let (q_in, d_in, t_in) = (qs.as_ptr(), d.as_ptr(), t.as_ptr());
                     // SAFETY (offsets): r < m and c0 < kb, inside the quantized input.
                     let x = |r: usize| unsafe {
                         (
-                            qp.add(r * k + c0 * 32),
-                            dp.add(r * kb + c0),
-                            tp.add((r * kb + c0) * 2),
+                            q_in.add(r * k + c0 * 32),
+                            d_in.add(r * kb + c0),
+                            t_in.add((r * kb + c0) * 2),
                         )
                     };
                     let src = match tiled {

@@ -658,6 +658,7 @@ impl Decoder {
         // Every sequence one token on the CPU in f32: attention straight over the caches
         // (one parallel region per layer instead of a dozen tensor ops per sequence).
         let decoding = self.device.is_cpu() && tokens.iter().all(|t| t.len() == 1);
+        let no_window = vec![0; seqs.len()];
         for (l, layer) in self.layers.iter().enumerate() {
             let sliding = cfg.swa[l];
             let (cos, sin) = match (&swa_tables, sliding) {
@@ -693,12 +694,8 @@ impl Decoder {
                     append(kc, s.len, &k.narrow(1, i, 1)?)?;
                     append(vc, s.len, &v.narrow(1, i, 1)?)?;
                 }
-                let from: Vec<usize> = if sliding {
-                    windows.clone()
-                } else {
-                    vec![0; seqs.len()]
-                };
-                let o = decode_attention(&q, seqs, l, &from, (h, kvh, hd))?;
+                let from = if sliding { &windows } else { &no_window };
+                let o = decode_attention(&q, seqs, l, from, (h, kvh, hd))?;
                 x = self.attn_out_and_ffn(layer, x, &o)?;
                 continue;
             }
