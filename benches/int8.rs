@@ -1,9 +1,10 @@
 //! Matmul kernels side by side on the translator's matrix shapes: tarjuma's int8 kernel,
-//! candle's Q8_0 `QMatMul`, candle's f32 matmul (weights stored [in, out] as the model
-//! keeps them) and, for one row, tarjuma's f32 GEMV on the same layout. Prints GMAC/s
-//! per kernel and the ratios. Not a test.
+//! candle's Q8_0 `QMatMul`, candle's f32 matmul (weights stored [in, out], contiguous)
+//! and tarjuma's packed f32 kernel (`backend::sgemm`, what the models use on AVX2 CPUs).
+//! Prints GMAC/s per kernel, the packed kernel's weight stream in GB/s, and the ratios.
+//! Not a test.
 //!
-//! cargo bench --bench int8 -- [--threads 2] [--rows 1,16,640] [--reps N]
+//! cargo bench --bench int8 -- [--threads 2] [--rows 1,16,640] [--work MACS] [--only NAME]
 
 use std::time::Instant;
 
@@ -25,6 +26,7 @@ fn main() -> Result<()> {
     let mut threads = 2;
     let mut rows = vec![1usize, 16, 640];
     let mut min_work = 2e9;
+    let mut only = String::new();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -38,6 +40,7 @@ fn main() -> Result<()> {
                     .collect()
             }
             "--work" => min_work = it.next().unwrap().parse()?,
+            "--only" => only = it.next().unwrap(),
             _ => {}
         }
     }
@@ -53,17 +56,20 @@ fn main() -> Result<()> {
         ("nllb head", 256206, 1024),
     ];
     println!(
-        "{:<12} {:>5} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>9}",
-        "shape", "rows", "int8", "q8_0", "f32", "gemv", "i8/q8", "i8/f32", "gemv/f32"
+        "{:<12} {:>5} {:>9} {:>9} {:>9} {:>9} {:>6} {:>8} {:>8} {:>9}",
+        "shape", "rows", "int8", "q8_0", "f32", "packed", "GB/s", "i8/q8", "i8/f32", "pk/f32"
     );
     for (name, n, k) in shapes {
+        if !name.contains(only.as_str()) {
+            continue;
+        }
         let w = Tensor::randn(0f32, 0.05, (n, k), &Device::Cpu)?;
         let wv: Vec<f32> = w.flatten_all()?.to_vec1()?;
         let i8m = Int8Matrix::quantize(&wv, n, k);
         let q8 = QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q8_0)?)?;
         let wt = w.t()?.contiguous()?;
-        // In huge pages, as the model keeps its dense matrices.
-        let wtv = tarjuma::backend::hugepages::copied(&wt.flatten_all()?.to_vec1::<f32>()?);
+        let packed = tarjuma::backend::sgemm::available()
+            .then(|| tarjuma::backend::sgemm::PackedF32::pack(&wv, n, k));
         for &m in &rows {
             let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
             let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
@@ -79,16 +85,22 @@ fn main() -> Result<()> {
                 std::hint::black_box(x.matmul(&wt).unwrap());
             });
             let g = |t: f64| macs / t / 1e9;
-            let (gv, ratio) = if m == 1 && tarjuma::backend::gemv::available() {
-                let tg = time(reps, || {
-                    std::hint::black_box(tarjuma::backend::gemv::gemv(&xv, &wtv, k, n, None));
-                });
-                (format!("{:.1}", g(tg)), format!("{:.2}x", tf / tg))
-            } else {
-                ("-".into(), "-".into())
+            let (gv, gbs, ratio) = match &packed {
+                Some(p) => {
+                    let tp = time(reps, || {
+                        std::hint::black_box(p.matmul(&xv, m, None));
+                    });
+                    let gb = (n * k * 4) as f64 / tp / 1e9;
+                    (
+                        format!("{:.1}", g(tp)),
+                        format!("{gb:.1}"),
+                        format!("{:.2}x", tf / tp),
+                    )
+                }
+                None => ("-".into(), "-".into(), "-".into()),
             };
             println!(
-                "{name:<12} {m:>5} {:>9.1} {:>9.1} {:>9.1} {gv:>9} {:>7.2}x {:>7.2}x {ratio:>9}",
+                "{name:<12} {m:>5} {:>9.1} {:>9.1} {:>9.1} {gv:>9} {gbs:>6} {:>7.2}x {:>7.2}x {ratio:>9}",
                 g(ti),
                 g(tq),
                 g(tf),

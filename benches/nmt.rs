@@ -118,6 +118,8 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
 
 fn main() -> Result<()> {
     let a = parse()?;
+    // As the `tarjuma` binary does.
+    tarjuma::backend::tune_allocator();
     tarjuma::config::set_threads(Some(a.threads));
     let dir = std::path::Path::new(&a.model);
     let cfg = Config::from_dir(dir)?;
@@ -191,9 +193,7 @@ fn main() -> Result<()> {
     let kernel = match quant {
         Some(Quant::Int8) => format!("tarjuma int8 {:?}", tarjuma::backend::int8::Kernel::best()),
         Some(q) => format!("candle {}", q.name()),
-        None if a.batch == 1 && a.beams == 1 && tarjuma::backend::gemv::available() => {
-            "gemm (candle) + AVX-512 gemv at one row".to_string()
-        }
+        None if tarjuma::backend::sgemm::available() => "tarjuma packed f32 (AVX2+FMA)".to_string(),
         None => "gemm (candle)".to_string(),
     };
     let rec = serde_json::json!({

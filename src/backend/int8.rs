@@ -173,15 +173,7 @@ impl Int8Matrix {
         bias: Option<&[f32]>,
     ) -> Vec<f32> {
         let (n, k) = (self.n, self.k);
-        assert_eq!(
-            x.len(),
-            m * k,
-            "input has {} values, not {m} × {k}",
-            x.len()
-        );
-        if let Some(b) = bias {
-            assert_eq!(b.len(), n, "bias has {} values, not {n}", b.len());
-        }
+        crate::backend::check_product(x, m, (n, k), bias);
         assert!(
             kernel == Kernel::best() || Kernel::available().contains(&kernel),
             "{kernel:?} is not supported by this CPU"
@@ -417,16 +409,6 @@ mod x86 {
 mod tests {
     use super::*;
 
-    fn lcg(seed: u64) -> impl FnMut() -> f32 {
-        let mut s = seed;
-        move || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        }
-    }
-
     fn reference(w: &[f32], x: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
         let mut y = vec![0f32; m * n];
         for r in 0..m {
@@ -449,7 +431,7 @@ mod tests {
             (9, 131, 260),
             (16, 200, 512),
         ] {
-            let mut r = lcg((m * 1000 + n * 10 + k) as u64);
+            let mut r = crate::backend::test_values((m * 1000 + n * 10 + k) as u64, 1.0);
             let w: Vec<f32> = (0..n * k).map(|_| r()).collect();
             let x: Vec<f32> = (0..m * k).map(|_| r() * 3.0).collect();
             let b: Vec<f32> = (0..n).map(|_| r()).collect();

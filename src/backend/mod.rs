@@ -2,12 +2,12 @@
 //! implementation from the model's own metadata.
 
 pub mod decoder;
-pub mod gemv;
 pub mod gguf;
 pub mod hugepages;
 pub mod int8;
 pub mod qmm;
 pub mod seq2seq;
+pub mod sgemm;
 
 use candle_core::Device;
 
@@ -64,4 +64,30 @@ pub fn parse_device(spec: &str) -> anyhow::Result<Device> {
         anyhow::bail!("device `{spec}` needs a CUDA build: rebuild with `cargo build --release --features cuda`");
     }
     Device::new_cuda(ordinal).map_err(|e| anyhow::anyhow!("cannot open {spec}: {e}"))
+}
+
+/// Panics unless `x` holds `m × k` values and the bias (if any) `n`: the contract of our
+/// CPU matrix products `y = x Wᵀ + b` for W [n, k].
+pub(crate) fn check_product(x: &[f32], m: usize, (n, k): (usize, usize), bias: Option<&[f32]>) {
+    assert_eq!(
+        x.len(),
+        m * k,
+        "input has {} values, not {m} × {k}",
+        x.len()
+    );
+    if let Some(b) = bias {
+        assert_eq!(b.len(), n, "bias has {} values, not {n}", b.len());
+    }
+}
+
+/// A reproducible stream of values uniform in [-amp, amp), for the kernels' tests.
+#[cfg(test)]
+pub(crate) fn test_values(seed: u64, amp: f32) -> impl FnMut() -> f32 {
+    let mut s = seed;
+    move || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * amp
+    }
 }

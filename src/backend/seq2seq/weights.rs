@@ -13,6 +13,7 @@ use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
 use crate::backend::int8::Int8Matrix;
+use crate::backend::sgemm::PackedF32;
 
 /// A load-time quantization of the dense matrices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,9 +223,14 @@ impl Weights {
                 let q = QTensor::quantize(&t, dt)?;
                 Ok(Matrix::Quant(QMatMul::from_qtensor(q)?))
             }
-            // Stored as [in, out], contiguous: with Wᵀ as a strided view, gemm would
-            // repack the whole matrix on every call (half the decode time at batch 16).
-            // On the CPU in huge pages, which one-row decoding streams faster.
+            // Packed once for our kernels (candle's gemm repacks on every call).
+            _ if t.device().is_cpu() && crate::backend::sgemm::available() => {
+                let p = with_cpu_f32(&t, |v| PackedF32::pack(v, n, k))?;
+                Ok(Matrix::Packed(Arc::new(p)))
+            }
+            // Elsewhere stored as [in, out], contiguous: with Wᵀ as a strided view, gemm
+            // would repack the whole matrix on every call. On the CPU in huge pages,
+            // which one-row decoding streams faster.
             _ => {
                 let wt = t.t()?.contiguous()?;
                 if !wt.device().is_cpu() {
@@ -241,12 +247,13 @@ impl Weights {
 #[derive(Debug, Clone)]
 pub enum Matrix {
     Dense(Tensor),
+    Packed(Arc<PackedF32>),
     Quant(QMatMul),
     Int8(Arc<Int8Matrix>),
 }
 
 /// Runs `f` on the values of a contiguous f32 CPU tensor without copying them.
-fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+pub(crate) fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     let candle_core::Storage::Cpu(cpu) = &*storage else {
@@ -259,24 +266,35 @@ fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Resu
     Ok(f(&v[a..b]))
 }
 
-/// `x Wᵀ (+ bias)` with an int8 matrix, for x of shape [..., in].
-fn int8_apply(m: &Int8Matrix, x: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
+/// `x Wᵀ (+ bias)` for x of shape [..., in] with one of our CPU kernels, `product(x,
+/// rows, bias)`, for a matrix of `n` outputs and `k` inputs.
+fn kernel_apply(
+    (n, k): (usize, usize),
+    x: &Tensor,
+    bias: Option<&Tensor>,
+    product: impl Fn(&[f32], usize, Option<&[f32]>) -> Vec<f32>,
+) -> candle_core::Result<Tensor> {
     let dims = x.dims().to_vec();
-    let k = *dims.last().expect("x has a last dimension");
-    if k != m.cols() {
-        candle_core::bail!(
-            "int8 matmul: input has {k} features, the matrix {}",
-            m.cols()
-        );
+    let kx = *dims.last().expect("x has a last dimension");
+    if kx != k {
+        candle_core::bail!("matmul: input has {kx} features, the matrix {k}");
     }
     let rows = x.elem_count() / k.max(1);
     let y = with_cpu_f32(x, |xv| match bias {
-        Some(b) => with_cpu_f32(b, |bv| m.matmul(xv, rows, Some(bv))),
-        None => Ok(m.matmul(xv, rows, None)),
+        Some(b) => with_cpu_f32(b, |bv| product(xv, rows, Some(bv))),
+        None => Ok(product(xv, rows, None)),
     })??;
     let mut out = dims;
-    *out.last_mut().expect("non-empty") = m.rows();
+    *out.last_mut().expect("non-empty") = n;
     Tensor::from_vec(y, out, &Device::Cpu)
+}
+
+fn packed_apply(m: &PackedF32, x: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    kernel_apply((m.rows(), m.cols()), x, bias, |x, r, b| m.matmul(x, r, b))
+}
+
+fn int8_apply(m: &Int8Matrix, x: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    kernel_apply((m.rows(), m.cols()), x, bias, |x, r, b| m.matmul(x, r, b))
 }
 
 impl Matrix {
@@ -284,30 +302,22 @@ impl Matrix {
     pub fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Matrix::Dense(wt) => dense_apply(wt, x, None),
+            Matrix::Packed(m) => packed_apply(m, x, None),
             Matrix::Quant(q) => q.forward(x),
             Matrix::Int8(m) => int8_apply(m, x, None),
         }
     }
 }
 
-/// `x · wt (+ bias)` for dense `wt` [in, out]: our GEMV for a single row on the CPU
-/// (where gemm is far from memory speed), candle's matmul otherwise.
+/// `x · wt (+ bias)` for dense `wt` [in, out] through candle's matmul (GPUs, and CPUs
+/// without AVX2 and FMA).
 fn dense_apply(wt: &Tensor, x: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
     let dims = x.dims().to_vec();
     let k = *dims.last().expect("x has a last dimension");
     let rows = x.elem_count() / k.max(1);
-    let (wk, n) = wt.dims2()?;
+    let (_, n) = wt.dims2()?;
     let mut out = dims;
     *out.last_mut().expect("non-empty") = n;
-    if rows == 1 && k == wk && wt.device().is_cpu() && crate::backend::gemv::available() {
-        let y = with_cpu_f32(x, |xv| {
-            with_cpu_f32(wt, |wv| match bias {
-                Some(b) => with_cpu_f32(b, |bv| crate::backend::gemv::gemv(xv, wv, k, n, Some(bv))),
-                None => Ok(crate::backend::gemv::gemv(xv, wv, k, n, None)),
-            })
-        })???;
-        return Tensor::from_vec(y, out, &Device::Cpu);
-    }
     let y = x.reshape((rows, k))?.matmul(wt)?.reshape(out)?;
     match bias {
         Some(b) => y.broadcast_add(b),
@@ -327,6 +337,7 @@ impl Linear {
         match &self.w {
             Matrix::Int8(m) => int8_apply(m, x, self.b.as_ref()),
             Matrix::Dense(wt) => dense_apply(wt, x, self.b.as_ref()),
+            Matrix::Packed(m) => packed_apply(m, x, self.b.as_ref()),
             Matrix::Quant(q) => {
                 let y = q.forward(x)?;
                 match &self.b {
