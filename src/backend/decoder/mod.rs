@@ -249,21 +249,14 @@ fn decode_attention(
                 scores.extend(
                     (lo..hi).map(|p| crate::backend::qmm::dotf(qr, &keys[p * hd..(p + 1) * hd])),
                 );
-                let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                let mut sum = 0f32;
-                for s in scores.iter_mut() {
-                    *s = (*s - max).exp();
-                    sum += *s;
-                }
                 // SAFETY: row i, head hh of `out` belongs to this task alone.
                 let o =
                     unsafe { std::slice::from_raw_parts_mut(op.get().add((i * h + hh) * hd), hd) };
-                for (p, &s) in (lo..hi).zip(scores.iter()) {
-                    let w = s / sum;
-                    for (a, &b) in o.iter_mut().zip(&vals[p * hd..(p + 1) * hd]) {
-                        *a += w * b;
-                    }
-                }
+                crate::backend::seq2seq::attention::softmax_mix(
+                    &mut scores,
+                    &vals[lo * hd..hi * hd],
+                    o,
+                );
             }
         }
     });

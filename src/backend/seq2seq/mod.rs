@@ -2,6 +2,7 @@
 //! weights, the shared Transformer implementation and tokenizers. Decoding lives in
 //! `generate::seq2seq`.
 
+pub mod attention;
 pub mod config;
 pub mod model;
 pub mod tokenizer;

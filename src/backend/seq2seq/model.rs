@@ -20,8 +20,9 @@ use anyhow::{Context, Result};
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Tensor, D};
 
+use super::attention::{Bias, Keys, KvCache};
 use super::config::{Act, Arch, Config};
-use super::weights::{Linear, Matrix, Weights};
+use super::weights::{with_cpu_f32, Linear, Weights};
 
 enum Norm {
     Layer { w: Tensor, b: Tensor, eps: f32 },
@@ -358,9 +359,9 @@ pub struct Model {
     /// T5 relative attention bias tables [buckets, heads].
     enc_rel: Option<Tensor>,
     dec_rel: Option<Tensor>,
-    lm_head: Matrix,
+    /// The output projection, with Marian's `final_logits_bias` as its bias.
+    lm_head: Linear,
     lm_scale: Option<f64>,
-    final_logits_bias: Option<Tensor>,
 }
 
 /// Encoder output for a batch, right-padded.
@@ -374,7 +375,10 @@ pub struct EncoderOut {
 
 /// Per-row decoder state: self-attention caches and cross-attention K/V.
 pub struct DecoderState {
+    /// Self-attention keys and values through candle (GPUs).
     self_kv: Vec<Option<(Tensor, Tensor)>>,
+    /// The same in our own caches (CPU: [`attention`]).
+    cpu_kv: Vec<KvCache>,
     cross_kv: Vec<(Tensor, Tensor)>,
     cross_mask: Tensor,
     /// Tokens fed so far (same for every row).
@@ -513,7 +517,7 @@ impl Model {
             }
             Arch::T5 => None,
         };
-        let lm_head = if cfg.tie_word_embeddings {
+        let head = if cfg.tie_word_embeddings {
             w.dense_or_quantized(embed_t)?
         } else {
             let name = w
@@ -521,10 +525,13 @@ impl Model {
                 .context("lm_head.weight is missing (the model does not tie its embeddings)")?;
             w.matrix(name)?
         };
-        let final_logits_bias = if w.has("final_logits_bias") {
-            Some(w.tensor("final_logits_bias")?.flatten_all()?)
-        } else {
-            None
+        let lm_head = Linear {
+            w: head,
+            b: if w.has("final_logits_bias") {
+                Some(w.tensor("final_logits_bias")?.flatten_all()?)
+            } else {
+                None
+            },
         };
         let embed_scale = if cfg.scale_embedding {
             (cfg.d_model as f64).sqrt()
@@ -548,7 +555,6 @@ impl Model {
             dec_rel,
             lm_head,
             lm_scale,
-            final_logits_bias,
         })
     }
 
@@ -680,8 +686,17 @@ impl Model {
             let (cross, _) = l.cross.as_ref().expect("decoder layers cross-attend");
             cross_kv.push(cross.cross_kv(&hidden)?);
         }
+        let cpu_kv = if self.device.is_cpu() {
+            let (heads, dh) = (self.cfg.decoder_heads, self.cfg.head_dim);
+            (0..self.dec.len())
+                .map(|_| KvCache::new(b * copies, heads, dh))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(DecoderState {
             self_kv: vec![None; self.dec.len()],
+            cpu_kv,
             cross_kv,
             cross_mask: mask,
             step: 0,
@@ -749,25 +764,31 @@ impl Model {
             None => None,
         };
         let pre = self.cfg.arch != Arch::Marian;
-        for (i, l) in self.dec.iter().enumerate() {
-            let cache = &mut st.self_kv[i];
-            x = residual(x, &l.attn_norm, pre, |h| {
-                let (q, k, v) = l.attn.qkv(h)?;
-                let (k, v) = match cache.take() {
-                    Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-                    None => (k, v),
-                };
-                let a = l.attn.attend(&q, &k, &v, self_bias.as_ref())?;
-                *cache = Some((k, v));
-                Ok(a)
-            })?;
-            let (cross, cross_norm) = l.cross.as_ref().expect("decoder layers cross-attend");
-            let (ck, cv) = &st.cross_kv[i];
-            x = residual(x, cross_norm, pre, |h| {
-                let q = cross.split(&cross.q_or_qkv.forward(h)?)?;
-                cross.attend(&q, ck, cv, Some(&st.cross_mask))
-            })?;
-            x = residual(x, &l.ffn_norm, pre, |h| l.ffn.forward(h))?;
+        if !st.cpu_kv.is_empty() {
+            x = self.cpu_layers(st, x, self_bias.as_ref(), pre)?;
+        } else {
+            for (i, l) in self.dec.iter().enumerate() {
+                let cache = &mut st.self_kv[i];
+                x = residual(x, &l.attn_norm, pre, |h| {
+                    let (q, k, v) = l.attn.qkv(h)?;
+                    let (k, v) = match cache.take() {
+                        Some((pk, pv)) => {
+                            (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?)
+                        }
+                        None => (k, v),
+                    };
+                    let a = l.attn.attend(&q, &k, &v, self_bias.as_ref())?;
+                    *cache = Some((k, v));
+                    Ok(a)
+                })?;
+                let (cross, cross_norm) = l.cross.as_ref().expect("decoder layers cross-attend");
+                let (ck, cv) = &st.cross_kv[i];
+                x = residual(x, cross_norm, pre, |h| {
+                    let q = cross.split(&cross.q_or_qkv.forward(h)?)?;
+                    cross.attend(&q, ck, cv, Some(&st.cross_mask))
+                })?;
+                x = residual(x, &l.ffn_norm, pre, |h| l.ffn.forward(h))?;
+            }
         }
         if let Some(nm) = &self.dec_norm {
             x = nm.forward(&x)?;
@@ -776,12 +797,78 @@ impl Model {
         if let Some(s) = self.lm_scale {
             x = (x * s)?;
         }
-        let mut logits = self.lm_head.apply(&x)?;
-        if let Some(b) = &self.final_logits_bias {
-            logits = logits.broadcast_add(b)?;
-        }
+        let logits = self.lm_head.forward(&x)?;
         st.step += 1;
         Ok(logits.to_dtype(DType::F32)?)
+    }
+
+    /// The decoder layers of one step on the CPU, attention over our own caches.
+    fn cpu_layers(
+        &self,
+        st: &mut DecoderState,
+        mut x: Tensor,
+        self_bias: Option<&Tensor>,
+        pre: bool,
+    ) -> candle_core::Result<Tensor> {
+        let n = st.rows;
+        let (heads, dh) = (self.cfg.decoder_heads, self.cfg.head_dim);
+        let inner = heads * dh;
+        // T5's position bias [1, heads, 1, pos + 1]; the padding mask [rows, 1, 1, s].
+        let pos_bias: Option<Vec<f32>> = self_bias
+            .map(|b| b.flatten_all()?.to_vec1::<f32>())
+            .transpose()?;
+        let mask: Vec<f32> = st.cross_mask.flatten_all()?.to_vec1()?;
+        let src = mask.len() / n.max(1);
+        for (i, l) in self.dec.iter().enumerate() {
+            let cache = &mut st.cpu_kv[i];
+            x = residual(x, &l.attn_norm, pre, |h| {
+                let y = l.attn.q_or_qkv.forward(h)?;
+                let o = with_cpu_f32(&y, |qkv| {
+                    cache.append(qkv);
+                    let bias = match &pos_bias {
+                        Some(b) => Bias {
+                            values: b,
+                            row_stride: 0,
+                            head_stride: cache.len(),
+                        },
+                        None => Bias::NONE,
+                    };
+                    cache.attend(qkv, l.attn.scale.map(|s| s as f32), bias)
+                })?;
+                l.attn
+                    .out
+                    .forward(&Tensor::from_vec(o, (n, 1, inner), &Device::Cpu)?)
+            })?;
+            let (cross, cross_norm) = l.cross.as_ref().expect("decoder layers cross-attend");
+            let (ck, cv) = &st.cross_kv[i];
+            x = residual(x, cross_norm, pre, |h| {
+                let q = cross.q_or_qkv.forward(h)?;
+                let o = with_cpu_f32(&q, |q| {
+                    with_cpu_f32(ck, |k| {
+                        with_cpu_f32(cv, |v| {
+                            let kv = Keys {
+                                k,
+                                v,
+                                cap: src,
+                                len: src,
+                            };
+                            let bias = Bias {
+                                values: &mask,
+                                row_stride: src,
+                                head_stride: 0,
+                            };
+                            let scale = cross.scale.map(|s| s as f32);
+                            super::attention::attend(q, inner, n, heads, dh, kv, scale, bias)
+                        })
+                    })
+                })???;
+                cross
+                    .out
+                    .forward(&Tensor::from_vec(o, (n, 1, inner), &Device::Cpu)?)
+            })?;
+            x = residual(x, &l.ffn_norm, pre, |h| l.ffn.forward(h))?;
+        }
+        Ok(x)
     }
 
     /// Keeps rows `idx` (in that order) of the decoder state: beam reordering, or
@@ -791,6 +878,9 @@ impl Model {
         let t = Tensor::from_vec(idx.to_vec(), (idx.len(),), &self.device)?;
         for kv in st.self_kv.iter_mut().flatten() {
             *kv = (kv.0.index_select(&t, 0)?, kv.1.index_select(&t, 0)?);
+        }
+        for kv in st.cpu_kv.iter_mut() {
+            kv.select(idx);
         }
         if cross {
             for kv in st.cross_kv.iter_mut() {

@@ -1,0 +1,356 @@
+//! Decoder attention for one new token per row, on the CPU (issue 13).
+//!
+//! Through candle, a decoding step's attention was a dozen tensor ops per layer: the
+//! self-attention cache grew by concatenation (every step copied all of it), heads were
+//! split and merged with copies, and the small batched products ran one after another
+//! on one thread while the other core waited. Here the self-attention keys and values
+//! live in buffers that grow by doubling, new ones are written in place, and
+//! scores, softmax and the weighted sum of values run straight over the caches, in one
+//! parallel region over (row, head). The softmax is candle's: max subtracted, `exp`,
+//! divided by the sum.
+
+/// Keys and values of one self-attention layer: [rows, heads, cap, head_dim] each, the
+/// first `len` positions filled.
+pub struct KvCache {
+    rows: usize,
+    heads: usize,
+    dh: usize,
+    cap: usize,
+    len: usize,
+    k: Vec<f32>,
+    v: Vec<f32>,
+}
+
+impl KvCache {
+    pub fn new(rows: usize, heads: usize, dh: usize) -> Self {
+        KvCache {
+            rows,
+            heads,
+            dh,
+            cap: 0,
+            len: 0,
+            k: Vec::new(),
+            v: Vec::new(),
+        }
+    }
+
+    /// Positions filled.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends one position per row, from `qkv` ([rows, 3 · heads · dh]: q, then k,
+    /// then v, each head after head).
+    pub fn append(&mut self, qkv: &[f32]) {
+        let (inner, dh) = (self.heads * self.dh, self.dh);
+        assert_eq!(qkv.len(), self.rows * 3 * inner, "qkv has the wrong size");
+        if self.len == self.cap {
+            self.grow((self.cap * 2).max(16));
+        }
+        let (cap, len) = (self.cap, self.len);
+        for r in 0..self.rows {
+            let row = &qkv[r * 3 * inner..(r + 1) * 3 * inner];
+            for h in 0..self.heads {
+                let at = ((r * self.heads + h) * cap + len) * dh;
+                self.k[at..at + dh].copy_from_slice(&row[inner + h * dh..inner + (h + 1) * dh]);
+                self.v[at..at + dh]
+                    .copy_from_slice(&row[2 * inner + h * dh..2 * inner + (h + 1) * dh]);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn grow(&mut self, cap: usize) {
+        let (dh, len) = (self.dh, self.len);
+        let blocks = self.rows * self.heads;
+        let move_to = |old: &[f32]| {
+            let mut new = vec![0f32; blocks * cap * dh];
+            for b in 0..blocks {
+                new[b * cap * dh..(b * cap + len) * dh]
+                    .copy_from_slice(&old[b * self.cap * dh..(b * self.cap + len) * dh]);
+            }
+            new
+        };
+        self.k = move_to(&self.k);
+        self.v = move_to(&self.v);
+        self.cap = cap;
+    }
+
+    /// Keeps rows `idx`, in that order (beam reordering, finished rows dropped).
+    pub fn select(&mut self, idx: &[u32]) {
+        let block = self.heads * self.cap * self.dh;
+        let pick = |old: &[f32]| {
+            let mut new = Vec::with_capacity(idx.len() * block);
+            for &i in idx {
+                new.extend_from_slice(&old[i as usize * block..(i as usize + 1) * block]);
+            }
+            new
+        };
+        self.k = pick(&self.k);
+        self.v = pick(&self.v);
+        self.rows = idx.len();
+    }
+
+    /// Attention of the rows' queries (in `qkv`, as for [`append`](Self::append)) over
+    /// the cache; returns [rows, heads · dh].
+    pub fn attend(&self, qkv: &[f32], scale: Option<f32>, bias: Bias) -> Vec<f32> {
+        let kv = Keys {
+            k: &self.k,
+            v: &self.v,
+            cap: self.cap,
+            len: self.len,
+        };
+        attend(
+            qkv,
+            3 * self.heads * self.dh,
+            self.rows,
+            self.heads,
+            self.dh,
+            kv,
+            scale,
+            bias,
+        )
+    }
+}
+
+/// An additive score bias, `bias[row · row_stride + head · head_stride + position]`: a
+/// padding mask (head stride 0) or T5's position bias (row stride 0).
+#[derive(Clone, Copy)]
+pub struct Bias<'a> {
+    pub values: &'a [f32],
+    pub row_stride: usize,
+    pub head_stride: usize,
+}
+
+impl Bias<'_> {
+    pub const NONE: Bias<'static> = Bias {
+        values: &[],
+        row_stride: 0,
+        head_stride: 0,
+    };
+}
+
+/// Keys and values laid out [rows, heads, cap, dh], `len` positions valid.
+#[derive(Clone, Copy)]
+pub struct Keys<'a> {
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub cap: usize,
+    pub len: usize,
+}
+
+/// `softmax(scale · q kᵀ + bias) v` for one query per row: `q` holds row r's heads at
+/// `q[r · q_stride ..]`, one after another. Returns [rows, heads · dh].
+#[allow(clippy::too_many_arguments)]
+pub fn attend(
+    q: &[f32],
+    q_stride: usize,
+    rows: usize,
+    heads: usize,
+    dh: usize,
+    kv: Keys,
+    scale: Option<f32>,
+    bias: Bias,
+) -> Vec<f32> {
+    let (cap, len) = (kv.cap, kv.len);
+    assert!(rows == 0 || q.len() >= (rows - 1) * q_stride + heads * dh);
+    assert!(kv.k.len() >= rows * heads * cap * dh && kv.v.len() >= rows * heads * cap * dh);
+    assert!(len <= cap);
+    if !bias.values.is_empty() {
+        let last = (rows.max(1) - 1) * bias.row_stride + (heads - 1) * bias.head_stride + len;
+        assert!(bias.values.len() >= last, "bias has too few values");
+    }
+    let mut out = vec![0f32; rows * heads * dh];
+    let op = crate::backend::qmm::SendPtr::new(out.as_mut_ptr());
+    let work = rows * heads * len * dh;
+    crate::backend::qmm::parallel(rows * heads, work >= 1 << 15, |tasks| {
+        let mut scores = vec![0f32; len];
+        let mut qs = vec![0f32; dh];
+        for task in tasks {
+            let (r, h) = (task / heads, task % heads);
+            let qr = &q[r * q_stride + h * dh..r * q_stride + (h + 1) * dh];
+            // Scaled before the product, as candle's `q * scale` then `matmul`.
+            match scale {
+                Some(s) => qs.iter_mut().zip(qr).for_each(|(a, &b)| *a = b * s),
+                None => qs.copy_from_slice(qr),
+            }
+            let base = (r * heads + h) * cap * dh;
+            let keys = &kv.k[base..base + len * dh];
+            let vals = &kv.v[base..base + len * dh];
+            for (s, key) in scores.iter_mut().zip(keys.chunks_exact(dh)) {
+                *s = crate::backend::qmm::dotf(&qs, key);
+            }
+            if !bias.values.is_empty() {
+                let b0 = r * bias.row_stride + h * bias.head_stride;
+                for (s, &b) in scores.iter_mut().zip(&bias.values[b0..b0 + len]) {
+                    *s += b;
+                }
+            }
+            // SAFETY: row r, head h of `out` belongs to this task alone.
+            let o =
+                unsafe { std::slice::from_raw_parts_mut(op.get().add((r * heads + h) * dh), dh) };
+            softmax_mix(&mut scores, vals, o);
+        }
+    });
+    out
+}
+
+/// `out += softmax(scores) · vals` (`vals`: one row of `out.len()` values per score),
+/// the softmax as candle's: max subtracted, `exp`, divided by the sum. Shared with the
+/// LLM decoder's decode attention.
+pub(crate) fn softmax_mix(scores: &mut [f32], vals: &[f32], out: &mut [f32]) {
+    let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let mut sum = 0f32;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    for (&s, val) in scores.iter().zip(vals.chunks_exact(out.len())) {
+        let w = s / sum;
+        for (a, &b) in out.iter_mut().zip(val) {
+            *a += w * b;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Per row: the keys and the values of every position so far, each [heads · dh].
+    type History = Vec<(Vec<Vec<f32>>, Vec<Vec<f32>>)>;
+
+    /// The plain formula in f64.
+    fn reference(
+        q: &[f32],
+        k: &[Vec<f32>],
+        v: &[Vec<f32>],
+        heads: usize,
+        dh: usize,
+        scale: f32,
+        bias: impl Fn(usize, usize) -> f32,
+    ) -> Vec<f64> {
+        let mut out = vec![0f64; heads * dh];
+        for h in 0..heads {
+            let s: Vec<f64> = (0..k.len())
+                .map(|p| {
+                    (0..dh)
+                        .map(|d| q[h * dh + d] as f64 * scale as f64 * k[p][h * dh + d] as f64)
+                        .sum::<f64>()
+                        + bias(h, p) as f64
+                })
+                .collect();
+            let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            for (p, ep) in e.iter().enumerate() {
+                for d in 0..dh {
+                    out[h * dh + d] += ep / sum * v[p][h * dh + d] as f64;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn cache_attention_matches_the_formula_through_growth_and_reordering() {
+        let (rows, heads, dh) = (3, 2, 8);
+        let inner = heads * dh;
+        let mut rnd = crate::backend::test_values(3, 0.5);
+        let mut cache = KvCache::new(rows, heads, dh);
+        let mut hist: History = vec![(vec![], vec![]); rows];
+        for step in 0..40 {
+            let qkv: Vec<f32> = (0..rows * 3 * inner).map(|_| rnd()).collect();
+            cache.append(&qkv);
+            for (r, h) in hist.iter_mut().enumerate() {
+                h.0.push(qkv[r * 3 * inner + inner..r * 3 * inner + 2 * inner].to_vec());
+                h.1.push(qkv[r * 3 * inner + 2 * inner..(r + 1) * 3 * inner].to_vec());
+            }
+            assert_eq!(cache.len(), step + 1);
+            if step == 20 {
+                // Beam reordering: row 2 twice, row 0 dropped.
+                cache.select(&[2, 1, 2]);
+                hist = vec![hist[2].clone(), hist[1].clone(), hist[2].clone()];
+            }
+            if step % 7 != 0 {
+                continue;
+            }
+            let pos_bias: Vec<f32> = (0..heads * (step + 1)).map(|_| rnd()).collect();
+            let b = Bias {
+                values: &pos_bias,
+                row_stride: 0,
+                head_stride: step + 1,
+            };
+            let got = cache.attend(&qkv, Some(0.35), b);
+            for r in 0..rows {
+                let q = &qkv[r * 3 * inner..r * 3 * inner + inner];
+                let e = reference(q, &hist[r].0, &hist[r].1, heads, dh, 0.35, |h, p| {
+                    pos_bias[h * (step + 1) + p]
+                });
+                for (a, b) in got[r * inner..(r + 1) * inner].iter().zip(&e) {
+                    assert!(
+                        (*a as f64 - b).abs() < 1e-5,
+                        "step {step} row {r}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_padding_mask_hides_positions() {
+        // Two rows over 5 positions; row 1 sees only the first 3 (f32::MIN, as the
+        // model's masks): its output must equal attention over those 3 alone.
+        let (heads, dh, s) = (2, 4, 5);
+        let mut rnd = crate::backend::test_values(9, 0.5);
+        let k: Vec<f32> = (0..2 * heads * s * dh).map(|_| rnd()).collect();
+        let v: Vec<f32> = (0..2 * heads * s * dh).map(|_| rnd()).collect();
+        let q: Vec<f32> = (0..2 * heads * dh).map(|_| rnd()).collect();
+        let mut mask = vec![0f32; 2 * s];
+        mask[s + 3] = f32::MIN;
+        mask[s + 4] = f32::MIN;
+        let kv = Keys {
+            k: &k,
+            v: &v,
+            cap: s,
+            len: s,
+        };
+        let b = Bias {
+            values: &mask,
+            row_stride: s,
+            head_stride: 0,
+        };
+        let full = attend(&q, heads * dh, 2, heads, dh, kv, None, b);
+        // Row 1 alone over 3 positions: copy its blocks with cap 3.
+        let mut k3 = vec![];
+        let mut v3 = vec![];
+        for h in 0..heads {
+            let base = (heads + h) * s * dh;
+            k3.extend_from_slice(&k[base..base + 3 * dh]);
+            v3.extend_from_slice(&v[base..base + 3 * dh]);
+        }
+        let kv3 = Keys {
+            k: &k3,
+            v: &v3,
+            cap: 3,
+            len: 3,
+        };
+        let alone = attend(
+            &q[heads * dh..],
+            heads * dh,
+            1,
+            heads,
+            dh,
+            kv3,
+            None,
+            Bias::NONE,
+        );
+        for (a, b) in full[heads * dh..].iter().zip(&alone) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+    }
+}
