@@ -8,7 +8,9 @@
 //! blocks, so at 16 or more rows it rereads every weight block per row and spends a third
 //! of its time in its pool's barrier (issue 4). Here weights are packed in panels of 64
 //! output channels, and a register-blocked kernel (4 rows × 64 channels of i32
-//! accumulators) reuses each loaded weight vector for 4 rows.
+//! accumulators) reuses each loaded weight vector for 4 rows. Up to 32 rows pass over a
+//! panel before the next rows come; the AVX2 kernel takes the panel in 256-deep slices
+//! so that the slice stays in L1 for all of them (issue 13).
 //!
 //! Kernels, chosen at run time: AVX-512 VNNI (`vpdpbusd`, u8 × i8; activations are
 //! offset by 128 and the offset removed with per-channel weight sums), AVX2 (the sign
@@ -21,6 +23,10 @@ use std::sync::OnceLock;
 const PANEL: usize = 64;
 /// Rows per register block.
 const MR: usize = 4;
+/// Rows that pass over one panel before the next rows come (a multiple of MR).
+const GROUP: usize = 32;
+/// Inputs per depth slice of the AVX2 kernel (a multiple of 4).
+const SLICE: usize = 256;
 
 /// A weight matrix [n, k] (`y = x Wᵀ`) quantized to int8 per output channel.
 #[derive(Clone)]
@@ -182,30 +188,44 @@ impl Int8Matrix {
         // (u8, stored in the same buffer).
         let mut xq = vec![0i8; m * k];
         let mut xs = vec![0f32; m];
-        for r in 0..m {
-            let (src, dst) = (&x[r * k..(r + 1) * k], &mut xq[r * k..(r + 1) * k]);
-            xs[r] = match kernel {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: the CPU has AVX-512 (checked above); slices have equal lengths.
-                Kernel::Avx512Vnni => unsafe { x86::quantize_row_u8(src, dst) },
-                _ => quantize_row(src, dst),
-            };
-        }
+        let (qp, sp) = (
+            crate::backend::qmm::SendPtr::new(xq.as_mut_ptr()),
+            crate::backend::qmm::SendPtr::new(xs.as_mut_ptr()),
+        );
+        // In parallel for a prompt's rows (a few % of the encoder's time when serial).
+        crate::backend::qmm::parallel(m, m * k >= 1 << 16, |rows| {
+            for r in rows {
+                // SAFETY: each row's bytes and scale are written by one task alone.
+                let (dst, sc) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(qp.get().add(r * k), k),
+                        &mut *sp.get().add(r),
+                    )
+                };
+                let src = &x[r * k..(r + 1) * k];
+                *sc = match kernel {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: the CPU has AVX-512 (checked above); slices have equal lengths.
+                    Kernel::Avx512Vnni => unsafe { x86::quantize_row_u8(src, dst) },
+                    _ => quantize_row(src, dst),
+                };
+            }
+        });
         let mut y = vec![0f32; m * n];
         let panels = n.div_ceil(PANEL);
         let out = OutPtr(y.as_mut_ptr());
         let work = |range: std::ops::Range<usize>| {
             let out = &out;
-            let mut acc = [[0i32; PANEL]; MR];
+            let mut acc = vec![[0i32; PANEL]; GROUP];
             for p in range {
                 let wp = &self.packed[p * PANEL * k..(p + 1) * PANEL * k];
                 let c0 = p * PANEL;
                 let width = PANEL.min(n - c0);
                 let mut r0 = 0;
                 while r0 < m {
-                    let rows = MR.min(m - r0);
+                    let rows = GROUP.min(m - r0);
                     let xr = &xq[r0 * k..(r0 + rows) * k];
-                    run_kernel(kernel, xr, rows, k, wp, &mut acc);
+                    run_kernel(kernel, xr, rows, k, wp, &mut acc[..rows]);
                     for (i, a) in acc.iter().enumerate().take(rows) {
                         let r = r0 + i;
                         // SAFETY: chunks own disjoint panels, so disjoint columns of `y`;
@@ -255,32 +275,36 @@ struct OutPtr(*mut f32);
 // SAFETY: every chunk writes a disjoint set of columns (see `matmul_with`).
 unsafe impl Sync for OutPtr {}
 
-/// Accumulates `rows` (≤ MR) quantized rows against one panel into `acc`.
-fn run_kernel(
-    kernel: Kernel,
-    x: &[i8],
-    rows: usize,
-    k: usize,
-    w: &[i8],
-    acc: &mut [[i32; PANEL]; MR],
-) {
-    debug_assert!(x.len() >= rows * k && w.len() == PANEL * k);
+/// Accumulates `rows` (≤ GROUP) quantized rows against one panel into `acc`.
+fn run_kernel(kernel: Kernel, x: &[i8], rows: usize, k: usize, w: &[i8], acc: &mut [[i32; PANEL]]) {
+    debug_assert!(x.len() >= rows * k && w.len() == PANEL * k && acc.len() >= rows);
     match kernel {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `matmul_with` checked that the CPU has AVX-512 VNNI; slices are in bounds.
         Kernel::Avx512Vnni => unsafe {
-            match rows {
-                4 => x86::vnni::<4>(x.as_ptr(), k, w.as_ptr(), acc),
-                3 => x86::vnni::<3>(x.as_ptr(), k, w.as_ptr(), acc),
-                2 => x86::vnni::<2>(x.as_ptr(), k, w.as_ptr(), acc),
-                _ => x86::vnni::<1>(x.as_ptr(), k, w.as_ptr(), acc),
+            for (b, a) in acc[..rows].chunks_mut(MR).enumerate() {
+                let xb = x[b * MR * k..].as_ptr();
+                match a.len() {
+                    4 => x86::vnni::<4>(xb, k, w.as_ptr(), a),
+                    3 => x86::vnni::<3>(xb, k, w.as_ptr(), a),
+                    2 => x86::vnni::<2>(xb, k, w.as_ptr(), a),
+                    _ => x86::vnni::<1>(xb, k, w.as_ptr(), a),
+                }
             }
         },
+        // Depth slices: a panel's slice (16 KiB) stays in L1 while all the rows pass over
+        // it; whole panels (32 KiB and more) came from L2 once per row (issue 13).
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `matmul_with` checked that the CPU has AVX2; slices are in bounds.
         Kernel::Avx2 => unsafe {
-            for r in 0..rows {
-                x86::avx2(x[r * k..].as_ptr(), k, w.as_ptr(), &mut acc[r]);
+            let mut k0 = 0;
+            while k0 < k {
+                let depth = SLICE.min(k - k0);
+                for (r, a) in acc.iter_mut().enumerate().take(rows) {
+                    let (xr, wr) = (x[r * k + k0..].as_ptr(), w[k0 * PANEL..].as_ptr());
+                    x86::avx2(xr, depth, wr, a, k0 > 0);
+                }
+                k0 += depth;
             }
         },
         _ => {
@@ -304,7 +328,7 @@ fn portable(x: &[i8], w: &[i8], acc: &mut [i32; PANEL]) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{MR, PANEL};
+    use super::PANEL;
     use std::arch::x86_64::*;
 
     /// R rows of u8 activations (stride k) × one panel, with `vpdpbusd`.
@@ -313,7 +337,7 @@ mod x86 {
         x: *const i8,
         k: usize,
         w: *const i8,
-        acc: &mut [[i32; PANEL]; MR],
+        acc: &mut [[i32; PANEL]],
     ) {
         let mut a = [[_mm512_setzero_si512(); 4]; R];
         for g in 0..k / 4 {
@@ -384,11 +408,17 @@ mod x86 {
         amax / 127.0
     }
 
-    /// One row of i8 activations × one panel, with `vpmaddubsw` on |x| and sign(x)·w.
+    /// One row of i8 activations × `k` inputs of one panel, with `vpmaddubsw` on |x|
+    /// and sign(x)·w; adds to `acc` when `add`, else overwrites it.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn avx2(x: *const i8, k: usize, w: *const i8, acc: &mut [i32; PANEL]) {
+    pub unsafe fn avx2(x: *const i8, k: usize, w: *const i8, acc: &mut [i32; PANEL], add: bool) {
         let ones = _mm256_set1_epi16(1);
         let mut a = [_mm256_setzero_si256(); 8];
+        if add {
+            for (i, ai) in a.iter_mut().enumerate() {
+                *ai = _mm256_loadu_si256(acc[i * 8..].as_ptr() as *const _);
+            }
+        }
         for g in 0..k / 4 {
             let xv = _mm256_set1_epi32((x.add(g * 4) as *const i32).read_unaligned());
             let ax = _mm256_sign_epi8(xv, xv);
@@ -423,13 +453,16 @@ mod tests {
 
     #[test]
     fn kernels_agree_bit_for_bit_and_track_f32() {
-        // Shapes with partial panels and partial row blocks.
+        // Shapes with partial panels, partial row blocks and groups, partial depth
+        // slices, and enough rows to quantize them in parallel.
         for &(m, n, k) in &[
             (1, 1, 4),
             (3, 70, 36),
             (5, 64, 128),
             (9, 131, 260),
             (16, 200, 512),
+            (37, 65, 1028),
+            (140, 64, 600),
         ] {
             let mut r = crate::backend::test_values((m * 1000 + n * 10 + k) as u64, 1.0);
             let w: Vec<f32> = (0..n * k).map(|_| r()).collect();

@@ -189,6 +189,19 @@ fn rows(logits: candle_core::Tensor) -> Result<Vec<Vec<f32>>> {
     Ok(logits.to_device(&candle_core::Device::Cpu)?.to_vec2()?)
 }
 
+/// Runs `f(index, item)` on every item, in parallel when `big`: the per-row work of a
+/// step (log-softmax, processors, top-k over the vocabulary) is tens of ms for a batch
+/// of beams on one core, while the matmuls run on all of them.
+fn par_each<T: Send>(items: &mut [T], big: bool, f: impl Fn(usize, &mut T) + Sync) {
+    let p = crate::backend::qmm::SendPtr::new(items.as_mut_ptr());
+    crate::backend::qmm::parallel(items.len(), big, |range| {
+        for i in range {
+            // SAFETY: each index belongs to one task alone; i < items.len().
+            f(i, unsafe { &mut *p.get().add(i) });
+        }
+    });
+}
+
 fn greedy(
     model: &Model,
     enc: &EncoderOut,
@@ -205,11 +218,23 @@ fn greedy(
             .map(|&i| *seqs[i].last().unwrap_or(&o.start))
             .collect();
         let mut logits = rows(model.step(&mut st, &tokens)?)?;
+        let mut picked = vec![0u32; active.len()];
+        {
+            let big = logits.len() * logits.first().map_or(0, Vec::len) >= 1 << 18;
+            let (act, sq) = (&active, &seqs);
+            let lp = crate::backend::qmm::SendPtr::new(logits.as_mut_ptr());
+            par_each(&mut picked, big, |r, t| {
+                let i = act[r];
+                // SAFETY: row r of the logits belongs to this task alone.
+                let row = unsafe { &mut *lp.get().add(r) };
+                process(row, &sq[i], 1 + max_new[i], o);
+                *t = argmax(row);
+            });
+        }
         let mut keep = Vec::new();
         for (r, &i) in active.iter().enumerate() {
             let max_len = 1 + max_new[i];
-            process(&mut logits[r], &seqs[i], max_len, o);
-            let t = argmax(&logits[r]);
+            let t = picked[r];
             seqs[i].push(t);
             if t != o.eos && seqs[i].len() < max_len {
                 keep.push(r);
@@ -309,20 +334,32 @@ fn beam(
             })
             .collect();
         let mut logits = rows(model.step(&mut st, &tokens)?)?;
-        let mut reorder: Vec<u32> = Vec::with_capacity(active.len() * k);
-        let mut still = Vec::new();
-        for (a, &i) in active.iter().enumerate() {
-            let item = &mut items[i];
-            let mut cands = Vec::with_capacity(2 * k * k);
-            for j in 0..k {
-                let row = &mut logits[a * k + j];
+        // Each row's 2k best continuations, rows in parallel.
+        let mut row_cands: Vec<Vec<(f32, usize)>> = vec![Vec::new(); logits.len()];
+        {
+            let big = logits.len() * vocab >= 1 << 16;
+            let (act, its) = (&active, &items);
+            let lp = crate::backend::qmm::SendPtr::new(logits.as_mut_ptr());
+            par_each(&mut row_cands, big, |r, out| {
+                let (item, j) = (&its[act[r / k]], r % k);
+                // SAFETY: row r of the logits belongs to this task alone.
+                let row = unsafe { &mut *lp.get().add(r) };
                 log_softmax(row);
                 process(row, &item.running[j].seq, item.max_len, o);
                 let s = item.running[j].score;
                 for x in row.iter_mut() {
                     *x += s;
                 }
-                top_k(row, 2 * k, j * vocab, &mut cands);
+                top_k(row, 2 * k, j * vocab, out);
+            });
+        }
+        let mut reorder: Vec<u32> = Vec::with_capacity(active.len() * k);
+        let mut still = Vec::new();
+        for (a, &i) in active.iter().enumerate() {
+            let item = &mut items[i];
+            let mut cands = Vec::with_capacity(2 * k * k);
+            for rc in &row_cands[a * k..(a + 1) * k] {
+                cands.extend_from_slice(rc);
             }
             sort_desc(&mut cands);
             cands.truncate(2 * k);
