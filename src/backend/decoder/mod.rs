@@ -682,10 +682,15 @@ impl Decoder {
                 .contiguous()?;
             let q = (q * cfg.attn_scale)?;
             if decoding {
+                // Token-major ([total, kvh, hd]), so that each sequence's new keys and
+                // values are one contiguous block: one copy per layer instead of two per
+                // sequence.
+                let kt = k.transpose(0, 1)?.contiguous()?;
+                let vt = v.transpose(0, 1)?.contiguous()?;
                 for (i, s) in seqs.iter_mut().enumerate() {
                     let (kc, vc) = &mut s.layers[l];
-                    append(kc, s.len, &k.narrow(1, i, 1)?)?;
-                    append(vc, s.len, &v.narrow(1, i, 1)?)?;
+                    append(kc, s.len, &kt.narrow(0, i, 1)?.reshape((kvh, 1, hd))?)?;
+                    append(vc, s.len, &vt.narrow(0, i, 1)?.reshape((kvh, 1, hd))?)?;
                 }
                 let from = if sliding { &windows } else { &no_window };
                 let o = decode_attention(&q, seqs, l, from, (h, kvh, hd))?;
