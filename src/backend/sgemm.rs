@@ -187,25 +187,24 @@ impl PackedF32 {
                 r += rr;
             }
         };
-        // The order of the loops changes which panel comes first, never the order of an
-        // output's sums (slice after slice).
-        if rows.len() <= 2 * MR {
-            // One register block reuses nothing across panels: stream them in order.
-            let order: Vec<(usize, usize)> = ps
-                .flat_map(|p| (0..k).step_by(KC).map(move |k0| (p, k0)))
-                .collect();
-            for (i, &(p, k0)) in order.iter().enumerate() {
-                tile(p, k0, order.get(i + 1).copied());
-            }
-        } else {
-            // A panel's slice stays in L1 while every row block passes over it.
-            let order: Vec<(usize, usize)> = (0..k)
-                .step_by(KC)
-                .flat_map(|k0| ps.clone().map(move |p| (p, k0)))
-                .collect();
-            for (i, &(p, k0)) in order.iter().enumerate() {
-                tile(p, k0, order.get(i + 1).copied());
-            }
+        // The visiting order changes which panel comes first, never the order of an
+        // output's sums (slice after slice). A couple of row blocks reuse nothing across
+        // panels: stream the panels in memory order. More rows: every row block passes
+        // over a panel's slice while it is in L1.
+        let (slices, panels) = (k.div_ceil(KC), ps.len());
+        let panel_major = rows.len() <= 2 * MR;
+        let visit = |v: usize| {
+            let (p, s) = if panel_major {
+                (v / slices, v % slices)
+            } else {
+                (v % panels, v / panels)
+            };
+            (ps.start + p, s * KC)
+        };
+        let visits = slices * panels;
+        for v in 0..visits {
+            let (p, k0) = visit(v);
+            tile(p, k0, (v + 1 < visits).then(|| visit(v + 1)));
         }
     }
 }
