@@ -66,6 +66,41 @@ pub fn parse_device(spec: &str) -> anyhow::Result<Device> {
     Device::new_cuda(ordinal).map_err(|e| anyhow::anyhow!("cannot open {spec}: {e}"))
 }
 
+/// Runs `f` on the values of a contiguous f32 CPU tensor without copying them.
+pub(crate) fn with_cpu_f32<R>(
+    t: &candle_core::Tensor,
+    f: impl FnOnce(&[f32]) -> R,
+) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("expected a CPU tensor, found one on {:?}", t.device())
+    };
+    let v = cpu.as_slice::<f32>()?;
+    let (a, b) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("tensor not contiguous".into()))?;
+    Ok(f(&v[a..b]))
+}
+
+/// `out += softmax(scores) · vals` (`vals`: one row of `out.len()` values per score),
+/// the softmax as candle's: max subtracted, `exp`, divided by the sum. Decoding attention of
+/// both model families uses it.
+pub(crate) fn softmax_mix(scores: &mut [f32], vals: &[f32], out: &mut [f32]) {
+    let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let mut sum = 0f32;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    for (&s, val) in scores.iter().zip(vals.chunks_exact(out.len())) {
+        let w = s / sum;
+        for (a, &b) in out.iter_mut().zip(val) {
+            *a += w * b;
+        }
+    }
+}
+
 /// Panics unless `x` holds `m × k` values and the bias (if any) `n`: the contract of our
 /// CPU matrix products `y = x Wᵀ + b` for W [n, k].
 pub(crate) fn check_product(x: &[f32], m: usize, (n, k): (usize, usize), bias: Option<&[f32]>) {

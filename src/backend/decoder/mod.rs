@@ -203,7 +203,7 @@ fn append(buf: &mut Tensor, len: usize, new: &Tensor) -> candle_core::Result<()>
 /// The formulas and their order of operations are candle's (`gelu`: the tanh
 /// approximation; `silu`: `x / (1 + exp(-x))`), so the values are bit for bit the same.
 fn gated_activation(arch: Arch, gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
-    use crate::backend::seq2seq::weights::with_cpu_f32;
+    use crate::backend::with_cpu_f32;
     const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
     let act = |v: f32| match arch {
         Arch::Gemma3 => {
@@ -287,11 +287,7 @@ fn decode_attention(
                 // SAFETY: row i, head hh of `out` belongs to this task alone.
                 let o =
                     unsafe { std::slice::from_raw_parts_mut(op.get().add((i * h + hh) * hd), hd) };
-                crate::backend::seq2seq::attention::softmax_mix(
-                    &mut scores,
-                    &vals[lo * hd..hi * hd],
-                    o,
-                );
+                crate::backend::softmax_mix(&mut scores, &vals[lo * hd..hi * hd], o);
             }
         }
     });
@@ -709,19 +705,13 @@ impl Decoder {
                 };
             let q = heads(layer.q.forward(&hn)?, h, &layer.q_norm)?.squeeze(0)?;
             let k = heads(layer.k.forward(&hn)?, kvh, &layer.k_norm)?.squeeze(0)?;
-            let v = layer
-                .v
-                .forward(&hn)?
-                .reshape((total, kvh, hd))?
-                .transpose(0, 1)?
-                .contiguous()?;
+            // Token-major [total, kvh, hd], as the projection writes it.
+            let vt = layer.v.forward(&hn)?.reshape((total, kvh, hd))?;
             let q = (q * cfg.attn_scale)?;
             if decoding {
-                // Token-major ([total, kvh, hd]), so that each sequence's new keys and
-                // values are one contiguous block: one copy per layer instead of two per
-                // sequence.
+                // Token-major, each sequence's new keys and values are one contiguous
+                // block: one copy per layer instead of two per sequence.
                 let kt = k.transpose(0, 1)?.contiguous()?;
-                let vt = v.transpose(0, 1)?.contiguous()?;
                 for (i, s) in seqs.iter_mut().enumerate() {
                     let (kc, vc) = &mut s.layers[l];
                     append(kc, s.len, &kt.narrow(0, i, 1)?.reshape((kvh, 1, hd))?)?;
@@ -732,6 +722,7 @@ impl Decoder {
                 x = self.attn_out_and_ffn(layer, x, &o)?;
                 continue;
             }
+            let v = vt.transpose(0, 1)?.contiguous()?;
             let mut outs = Vec::with_capacity(seqs.len());
             for (i, s) in seqs.iter_mut().enumerate() {
                 let (a, n) = (starts[i], tokens[i].len());

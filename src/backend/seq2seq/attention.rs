@@ -193,28 +193,10 @@ pub fn attend(
             // SAFETY: row r, head h of `out` belongs to this task alone.
             let o =
                 unsafe { std::slice::from_raw_parts_mut(op.get().add((r * heads + h) * dh), dh) };
-            softmax_mix(&mut scores, vals, o);
+            crate::backend::softmax_mix(&mut scores, vals, o);
         }
     });
     out
-}
-
-/// `out += softmax(scores) · vals` (`vals`: one row of `out.len()` values per score),
-/// the softmax as candle's: max subtracted, `exp`, divided by the sum. Shared with the
-/// LLM decoder's decode attention.
-pub(crate) fn softmax_mix(scores: &mut [f32], vals: &[f32], out: &mut [f32]) {
-    let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    let mut sum = 0f32;
-    for s in scores.iter_mut() {
-        *s = (*s - max).exp();
-        sum += *s;
-    }
-    for (&s, val) in scores.iter().zip(vals.chunks_exact(out.len())) {
-        let w = s / sum;
-        for (a, &b) in out.iter_mut().zip(val) {
-            *a += w * b;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,8 @@ use candle_core::{DType, Device, Tensor, D};
 
 use super::attention::{Bias, Keys, KvCache};
 use super::config::{Act, Arch, Config};
-use super::weights::{with_cpu_f32, Linear, Weights};
+use super::weights::{Linear, Weights};
+use crate::backend::with_cpu_f32;
 
 enum Norm {
     Layer { w: Tensor, b: Tensor, eps: f32 },

@@ -14,6 +14,7 @@ use candle_core::{DType, Device, Module, Tensor};
 
 use crate::backend::int8::Int8Matrix;
 use crate::backend::sgemm::PackedF32;
+use crate::backend::with_cpu_f32;
 
 /// A load-time quantization of the dense matrices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,20 +251,6 @@ pub enum Matrix {
     Packed(Arc<PackedF32>),
     Quant(QMatMul),
     Int8(Arc<Int8Matrix>),
-}
-
-/// Runs `f` on the values of a contiguous f32 CPU tensor without copying them.
-pub(crate) fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
-    let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    let candle_core::Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("expected a CPU tensor, found one on {:?}", t.device())
-    };
-    let v = cpu.as_slice::<f32>()?;
-    let (a, b) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("tensor not contiguous".into()))?;
-    Ok(f(&v[a..b]))
 }
 
 /// `x Wᵀ (+ bias)` for x of shape [..., in] with one of our CPU kernels, `product(x,
