@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file;
@@ -15,7 +16,7 @@ use crate::tokenizer::Tokenizer;
 /// The runnable part of a GGUF model: the decoder and the one sequence that
 /// [`CausalLm`] callers drive.
 pub struct GgufLm {
-    pub model: Decoder,
+    pub model: Arc<Decoder>,
     pub seq: Sequence,
     pub max_positions: usize,
     pub device: Device,
@@ -24,7 +25,7 @@ pub struct GgufLm {
 /// A loaded GGUF model, its tokenizer and what was read from its metadata.
 pub struct Loaded {
     pub lm: GgufLm,
-    pub tokenizer: Tokenizer,
+    pub tokenizer: Arc<Tokenizer>,
     pub architecture: String,
 }
 
@@ -89,12 +90,12 @@ pub fn load(path: &Path, device: &Device) -> Result<Loaded> {
     super::release_free_memory();
     Ok(Loaded {
         lm: GgufLm {
-            model,
+            model: Arc::new(model),
             seq: Sequence::new(),
             max_positions,
             device: device.clone(),
         },
-        tokenizer,
+        tokenizer: Arc::new(tokenizer),
         architecture: arch,
     })
 }

@@ -1579,6 +1579,24 @@ mod tests {
             avx2::available() && matches!(dtype, GgmlDType::Q5_0 | GgmlDType::Q8_0)
         );
         let tiled_out = tiled.matmul(&x, m);
+        // On the packed path a row's sums do not depend on the rows beside it: the
+        // decoding pool relies on it (a reply is the same in any position of a step).
+        for r in [0, m / 2, m - 1] {
+            let row = &x[r * cols..(r + 1) * cols];
+            let alone = ours.matmul_from(row, 1, 1);
+            assert_eq!(
+                alone,
+                packed[r * rows..(r + 1) * rows],
+                "{dtype:?} m={m}: row {r} alone"
+            );
+            if tiled.tiled {
+                assert_eq!(
+                    tiled.matmul(row, 1),
+                    tiled_out[r * rows..(r + 1) * rows],
+                    "{dtype:?} m={m}: tiled row {r} alone"
+                );
+            }
+        }
         let plain = QMatMul::from_qtensor(q).unwrap();
         let want = plain
             .forward(&Tensor::from_vec(x, (m, cols), &dev).unwrap())

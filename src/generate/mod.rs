@@ -6,6 +6,7 @@
 //! ARCHITECTURE.md); [`loop_tail`] detects a period-p cycle at the tail of the output
 //! and cuts it back to one copy instead of burning the whole token budget.
 
+pub mod pool;
 pub mod seq2seq;
 
 use std::collections::HashSet;
@@ -160,6 +161,44 @@ impl<'m, M: CausalLm + ?Sized> Session<'m, M> {
     /// Generates until a stop condition; the produced tokens are fed as they come, except
     /// a final stop token.
     pub fn generate(&mut self, tok: &Tokenizer, o: &DecodeOptions) -> Result<Output> {
+        let mut d = Decoding::new(o.clone());
+        loop {
+            match d.next(&self.logits, self.remaining(), tok)? {
+                Next::Feed(t) => self.feed(&[t])?,
+                Next::Stop(stop) => {
+                    if stop == StopReason::StopText {
+                        // The stop text's last token is kept in the cache, as fed.
+                        let t = *d.ids.last().expect("a stop text needs a token");
+                        self.feed(&[t])?;
+                    }
+                    return Ok(d.finish(stop, tok));
+                }
+            }
+        }
+    }
+}
+
+/// What a [`Decoding`] wants after a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Feed this token and come back with its logits.
+    Feed(u32),
+    Stop(StopReason),
+}
+
+/// One reply's choices, a token at a time: processors, sampling and stop conditions,
+/// apart from the model that supplies the logits. A [`Session`] drives one on one
+/// sequence; [`pool`] drives many whose sequences share each forward pass, so a reply
+/// is chosen by the same code whichever way it runs.
+pub struct Decoding {
+    o: DecodeOptions,
+    lp: LogitsProcessor,
+    ids: Vec<u32>,
+    t0: std::time::Instant,
+}
+
+impl Decoding {
+    pub fn new(o: DecodeOptions) -> Self {
         let sampling = if o.temperature <= 0.0 {
             Sampling::ArgMax
         } else {
@@ -173,46 +212,62 @@ impl<'m, M: CausalLm + ?Sized> Session<'m, M> {
                 },
             }
         };
-        let mut lp = LogitsProcessor::from_sampling(o.seed, sampling);
-        let t0 = std::time::Instant::now();
-        let mut ids: Vec<u32> = Vec::new();
-        let mut stop = StopReason::MaxTokens;
-        while ids.len() < o.max_new {
-            if self.remaining() == 0 {
-                stop = StopReason::ContextFull;
-                break;
-            }
-            let mut logits = self.logits.clone();
-            self.process(&mut logits, &ids, o);
-            let len = logits.len();
-            let t = lp.sample(&Tensor::from_vec(logits, len, &Device::Cpu)?)?;
-            if o.stop_ids.contains(&t) {
-                stop = StopReason::Eos;
-                break;
-            }
-            ids.push(t);
-            if let Some(keep) = loop_tail(&ids).filter(|_| o.loop_guard) {
-                ids.truncate(keep);
-                stop = StopReason::Loop;
-                break;
-            }
-            if !o.stop_texts.is_empty() {
-                // Leading whitespace never stops a reply (models often open with "\n").
-                let text = tok.decode(&ids);
-                let body = text.trim_start();
-                if o.stop_texts.iter().any(|s| body.contains(s.as_str())) {
-                    self.feed(&[t])?;
-                    stop = StopReason::StopText;
-                    break;
-                }
-            }
-            self.feed(&[t])?;
+        Self {
+            lp: LogitsProcessor::from_sampling(o.seed, sampling),
+            o,
+            ids: Vec::new(),
+            t0: std::time::Instant::now(),
         }
-        let s = t0.elapsed().as_secs_f64();
+    }
+
+    /// Tokens chosen so far.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// The next step, given the logits of the last token fed and the positions left.
+    pub fn next(&mut self, logits: &[f32], room: usize, tok: &Tokenizer) -> Result<Next> {
+        let o = &self.o;
+        if self.ids.len() >= o.max_new {
+            return Ok(Next::Stop(StopReason::MaxTokens));
+        }
+        if room == 0 {
+            return Ok(Next::Stop(StopReason::ContextFull));
+        }
+        let mut logits = logits.to_vec();
+        process(&mut logits, &self.ids, o);
+        let len = logits.len();
+        let t = self
+            .lp
+            .sample(&Tensor::from_vec(logits, len, &Device::Cpu)?)?;
+        if o.stop_ids.contains(&t) {
+            return Ok(Next::Stop(StopReason::Eos));
+        }
+        self.ids.push(t);
+        if let Some(keep) = loop_tail(&self.ids).filter(|_| o.loop_guard) {
+            self.ids.truncate(keep);
+            return Ok(Next::Stop(StopReason::Loop));
+        }
+        if !o.stop_texts.is_empty() {
+            // Leading whitespace never stops a reply (models often open with "\n").
+            let text = tok.decode(&self.ids);
+            let body = text.trim_start();
+            if o.stop_texts.iter().any(|s| body.contains(s.as_str())) {
+                return Ok(Next::Stop(StopReason::StopText));
+            }
+        }
+        Ok(Next::Feed(t))
+    }
+
+    /// The reply, its text cut before a stop text.
+    pub fn finish(self, stop: StopReason, tok: &Tokenizer) -> Output {
+        let s = self.t0.elapsed().as_secs_f64();
+        let ids = self.ids;
         tracing::debug!(tokens = ids.len(), seconds = s, tok_per_s = ids.len() as f64 / s, stop = ?stop, "decode");
         let mut text = tok.decode(&ids).trim_start().to_string();
         if stop == StopReason::StopText {
-            if let Some(p) = o
+            if let Some(p) = self
+                .o
                 .stop_texts
                 .iter()
                 .filter_map(|s| text.find(s.as_str()))
@@ -221,42 +276,43 @@ impl<'m, M: CausalLm + ?Sized> Session<'m, M> {
                 text.truncate(p);
             }
         }
-        Ok(Output { ids, text, stop })
+        Output { ids, text, stop }
     }
+}
 
-    fn process(&self, logits: &mut [f32], generated: &[u32], o: &DecodeOptions) {
-        if let Some(b) = &o.banned {
-            for (l, &ban) in logits.iter_mut().zip(b.iter()) {
-                if ban {
-                    *l = f32::NEG_INFINITY;
-                }
-            }
-        }
-        for &id in &o.suppress {
-            if let Some(l) = logits.get_mut(id as usize) {
+/// Bans, suppressions, repetition penalty and `no_repeat_ngram`, applied to `logits`.
+fn process(logits: &mut [f32], generated: &[u32], o: &DecodeOptions) {
+    if let Some(b) = &o.banned {
+        for (l, &ban) in logits.iter_mut().zip(b.iter()) {
+            if ban {
                 *l = f32::NEG_INFINITY;
             }
         }
-        if o.repeat_penalty != 1.0 {
-            let start = generated.len().saturating_sub(o.repeat_last_n);
-            let seen: HashSet<u32> = generated[start..].iter().copied().collect();
-            for id in seen {
-                if let Some(l) = logits.get_mut(id as usize) {
-                    *l = if *l >= 0.0 {
-                        *l / o.repeat_penalty
-                    } else {
-                        *l * o.repeat_penalty
-                    };
-                }
+    }
+    for &id in &o.suppress {
+        if let Some(l) = logits.get_mut(id as usize) {
+            *l = f32::NEG_INFINITY;
+        }
+    }
+    if o.repeat_penalty != 1.0 {
+        let start = generated.len().saturating_sub(o.repeat_last_n);
+        let seen: HashSet<u32> = generated[start..].iter().copied().collect();
+        for id in seen {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l = if *l >= 0.0 {
+                    *l / o.repeat_penalty
+                } else {
+                    *l * o.repeat_penalty
+                };
             }
         }
-        let n = o.no_repeat_ngram;
-        if n > 0 && generated.len() >= n {
-            let prefix = &generated[generated.len() - (n - 1)..];
-            for w in generated.windows(n) {
-                if &w[..n - 1] == prefix {
-                    logits[w[n - 1] as usize] = f32::NEG_INFINITY;
-                }
+    }
+    let n = o.no_repeat_ngram;
+    if n > 0 && generated.len() >= n {
+        let prefix = &generated[generated.len() - (n - 1)..];
+        for w in generated.windows(n) {
+            if &w[..n - 1] == prefix {
+                logits[w[n - 1] as usize] = f32::NEG_INFINITY;
             }
         }
     }
@@ -325,7 +381,7 @@ mod tests {
             let mut ids = vec![];
             while ids.len() < o.max_new {
                 let mut l = self.logits.clone();
-                self.process(&mut l, &ids, o);
+                process(&mut l, &ids, o);
                 let t = l
                     .iter()
                     .enumerate()

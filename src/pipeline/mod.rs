@@ -15,7 +15,8 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use crate::backend::gguf::Loaded;
-use crate::generate::{arabic_script_mask, DecodeOptions, Output, Session};
+use crate::generate::pool::{Client, Pool, Request};
+use crate::generate::{arabic_script_mask, DecodeOptions, Output};
 use crate::prompt::{Family, Message, Tasks};
 
 /// Decoding settings chosen by the user.
@@ -53,6 +54,10 @@ pub struct Lm {
     /// Most source tokens per translation request (the manifest's `max_input_tokens`);
     /// 0 when only the context limits it.
     pub max_input_tokens: usize,
+    /// The decoding thread, started on the first request and shared with workers.
+    pool: Option<Pool>,
+    /// A worker's standing line to the pool ([`Lm::worker`]); others ask per request.
+    client: Option<Client>,
 }
 
 /// Token counts of one model call.
@@ -96,7 +101,56 @@ impl Lm {
             english_only,
             context,
             max_input_tokens: 0,
+            pool: None,
+            client: None,
         }
+    }
+
+    fn pool(&mut self) -> Result<&Pool> {
+        if self.pool.is_none() {
+            let lm = &self.loaded.lm;
+            self.pool = Some(Pool::start(
+                lm.model.clone(),
+                self.loaded.tokenizer.clone(),
+                lm.max_positions,
+                self.name.clone(),
+            )?);
+        }
+        Ok(self.pool.as_ref().expect("started"))
+    }
+
+    /// Another handle on the same model (weights, tokenizer and decoding thread
+    /// shared) for a worker thread: its requests decode together with those of the
+    /// other workers (see [`crate::generate::pool`]). Make all workers before starting
+    /// their threads, so they join the pool in a fixed order.
+    pub fn worker(&mut self) -> Result<Lm> {
+        let pool = self.pool()?.clone();
+        let client = pool.client();
+        let l = &self.loaded;
+        Ok(Lm {
+            loaded: Loaded {
+                lm: crate::backend::gguf::GgufLm {
+                    model: l.lm.model.clone(),
+                    seq: Default::default(),
+                    max_positions: l.lm.max_positions,
+                    device: l.lm.device.clone(),
+                },
+                tokenizer: l.tokenizer.clone(),
+                architecture: l.architecture.clone(),
+            },
+            family: self.family.clone(),
+            tasks: self.tasks.clone(),
+            prompts: self.prompts.clone(),
+            name: self.name.clone(),
+            sha256: self.sha256.clone(),
+            sampling: self.sampling.clone(),
+            stop_ids: self.stop_ids.clone(),
+            english_only: self.english_only.clone(),
+            context: self.context,
+            max_input_tokens: self.max_input_tokens,
+            pool: Some(pool),
+            client: Some(client),
+        })
     }
 
     pub fn count(&self, text: &str) -> usize {
@@ -124,20 +178,50 @@ impl Lm {
     /// Feeds `prompt` afresh and generates. A failure is one line naming the model and
     /// the step (candle's own errors can carry a backtrace: see [`one_line`]).
     pub fn run(&mut self, prompt: &[u32], opts: &DecodeOptions) -> Result<Output> {
-        let name = &self.name;
-        let mut s = Session::new(&mut self.loaded.lm, prompt).map_err(|e| {
-            anyhow::anyhow!(
-                "model `{name}`: reading a prompt of {} tokens: {}",
-                prompt.len(),
-                one_line(&e)
-            )
-        })?;
-        s.generate(&self.loaded.tokenizer, opts)
-            .map_err(|e| anyhow::anyhow!("model `{name}`: generating: {}", one_line(&e)))
+        self.run_keeping(prompt, 0, opts)
     }
 
-    /// One prompt, one reply.
-    pub fn complete(&mut self, msgs: &[Message], opts: &DecodeOptions) -> Result<(Output, Usage)> {
+    /// [`Lm::run`], keeping the first `keep` positions of the prompt for later prompts
+    /// that start the same way (see [`crate::generate::pool`]).
+    pub fn run_keeping(
+        &mut self,
+        prompt: &[u32],
+        keep: usize,
+        opts: &DecodeOptions,
+    ) -> Result<Output> {
+        let req = Request {
+            prompt: prompt.to_vec(),
+            opts: opts.clone(),
+            keep,
+        };
+        match &self.client {
+            Some(c) => c.generate(req),
+            None => self.pool()?.client().generate(req),
+        }
+    }
+
+    /// Tokens that every prompt beginning with `fixed` shares: `fixed` and the opening
+    /// of the next user turn, as far as the template renders them the same.
+    pub fn shared_prefix(&self, fixed: &[Message], prompt: &[u32]) -> usize {
+        if fixed.is_empty() {
+            return 0;
+        }
+        let mut probe = fixed.to_vec();
+        probe.push(Message::new(crate::prompt::Role::User, String::new()));
+        let Ok(p) = self.render(&probe, "") else {
+            return 0;
+        };
+        p.iter().zip(prompt).take_while(|(a, b)| a == b).count()
+    }
+
+    /// One prompt, one reply; the first `fixed` messages are shared by other prompts
+    /// (a system prompt, an example exchange) and their positions are kept for them.
+    pub fn complete(
+        &mut self,
+        msgs: &[Message],
+        fixed: usize,
+        opts: &DecodeOptions,
+    ) -> Result<(Output, Usage)> {
         let prompt = self.render(msgs, "")?;
         let mut opts = opts.clone();
         opts.max_new = opts.max_new.min(self.context.saturating_sub(prompt.len()));
@@ -147,7 +231,8 @@ impl Lm {
             prompt.len(),
             self.context
         );
-        let out = self.run(&prompt, &opts)?;
+        let keep = self.shared_prefix(&msgs[..fixed.min(msgs.len())], &prompt);
+        let out = self.run_keeping(&prompt, keep, &opts)?;
         let usage = Usage {
             tokens_in: prompt.len(),
             tokens_out: out.ids.len(),

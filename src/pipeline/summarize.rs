@@ -415,7 +415,8 @@ impl Rewrite for ModelRewrite<'_> {
         );
         let mut opts = lm.english_options(BULLET_TOKENS);
         opts.stop_texts = vec!["\n".into()];
-        let o = lm.run(&prompt, &opts)?;
+        let keep = lm.shared_prefix(&msgs[..1], &prompt);
+        let o = lm.run_keeping(&prompt, keep, &opts)?;
         self.usage.tokens_in += prompt.len();
         self.usage.tokens_out += o.ids.len();
         Ok(o.text)

@@ -183,7 +183,9 @@ impl Lm {
                 .clone()
                 .zip(task.example_translation.clone()),
         };
-        let (msgs, context) = match &self.family.translate_turn {
+        // `fixed`: the leading messages every chunk's prompt shares (the instructions,
+        // and the example when it is the context), whose positions are computed once.
+        let (msgs, context, fixed) = match &self.family.translate_turn {
             // A model trained on one fixed prompt gets exactly that prompt.
             Some(turn) => (
                 vec![Message::new(
@@ -191,6 +193,7 @@ impl Lm {
                     fill(turn, &[("source", source.trim())]),
                 )],
                 None,
+                0,
             ),
             None => {
                 let user = |src: &str| fill(&task.user, &[("source", src.trim())]);
@@ -199,8 +202,9 @@ impl Lm {
                     msgs.push(Message::new(Role::User, user(s)));
                     msgs.push(Message::new(Role::Assistant, t.clone()));
                 }
+                let fixed = if carry.is_none() { msgs.len() } else { 1 };
                 msgs.push(Message::new(Role::User, user(source)));
-                (msgs, context)
+                (msgs, context, fixed)
             }
         };
         let mut opts: DecodeOptions = self.english_options(reply_budget(source_tokens));
@@ -209,7 +213,7 @@ impl Lm {
             opts.repeat_penalty = 1.15;
             opts.no_repeat_ngram = 4;
         }
-        let (out, usage) = self.complete(&msgs, &opts)?;
+        let (out, usage) = self.complete(&msgs, fixed, &opts)?;
         Ok(Attempt {
             text: clean(&out.text),
             stop: out.stop,

@@ -6,6 +6,7 @@ mod decoder;
 mod eval;
 mod fixtures;
 mod hub;
+mod pool;
 mod real_model;
 mod report;
 mod seq2seq;

@@ -162,25 +162,23 @@ impl Sequence {
         self.len = self.len.min(n);
     }
 
-    /// An independent copy of the first `len` positions (for a shared prompt prefix).
+    /// An independent copy of the positions held.
     pub fn fork(&self) -> candle_core::Result<Self> {
-        if self.len == 0 {
+        self.fork_prefix(self.len)
+    }
+
+    /// An independent copy of the first `n` positions (a shared prompt prefix).
+    pub fn fork_prefix(&self, n: usize) -> candle_core::Result<Self> {
+        let n = n.min(self.len);
+        if n == 0 {
             return Ok(Self::new());
         }
         let layers = self
             .layers
             .iter()
-            .map(|(k, v)| {
-                Ok((
-                    k.narrow(1, 0, self.len)?.copy()?,
-                    v.narrow(1, 0, self.len)?.copy()?,
-                ))
-            })
+            .map(|(k, v)| Ok((k.narrow(1, 0, n)?.copy()?, v.narrow(1, 0, n)?.copy()?)))
             .collect::<candle_core::Result<_>>()?;
-        Ok(Self {
-            layers,
-            len: self.len,
-        })
+        Ok(Self { layers, len: n })
     }
 }
 
