@@ -416,6 +416,7 @@ fn run_cmd(a: RunArgs) -> Result<ExitCode> {
         "seed": a.model.seed,
         "context": a.model.context,
         "chunk_tokens": a.model.chunk_tokens,
+        "parallel": a.parallel,
     });
     let tlm = config::llm_translator(&a.translator, &a.model)?;
     if let Some(w) = config::translation_warning(&a.model, &a.translator) {
@@ -452,6 +453,7 @@ fn run_cmd(a: RunArgs) -> Result<ExitCode> {
         grace: Duration::from_secs(a.grace_period),
         resummarize: a.resummarize,
         settings,
+        parallel: a.parallel as usize,
     };
     let o = run_batch(&mut engines, &cfg)?;
     if !a.model.quiet {

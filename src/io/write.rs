@@ -287,18 +287,7 @@ impl ResultsFile {
 
     /// The record at `at` (from [`Done::at`]).
     pub fn read_record(&self, at: (u64, usize)) -> Result<Record> {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut f = File::open(&self.path)?;
-        f.seek(SeekFrom::Start(at.0))?;
-        let mut buf = vec![0u8; at.1];
-        f.read_exact(&mut buf)?;
-        serde_json::from_slice(&buf).with_context(|| {
-            format!(
-                "{}: the record at byte {} cannot be read back",
-                self.path.display(),
-                at.0
-            )
-        })
+        read_record(&self.path, at)
     }
 
     pub fn append(&mut self, r: &Record) -> Result<()> {
@@ -315,8 +304,23 @@ impl ResultsFile {
     /// only offsets in memory and copies each record from the file, so memory does not
     /// grow with the records' text.
     pub fn compact(&self) -> Result<()> {
+        self.compact_ordered(&[])
+    }
+
+    /// [`ResultsFile::compact`], with the ids of `last` (this run's articles, in input
+    /// order: workers finish them in another order) after all others, in that order.
+    pub fn compact_ordered(&self, last: &[String]) -> Result<()> {
         use std::io::{Read, Seek, SeekFrom};
-        let spans = last_spans(&self.path)?;
+        let (ids, spans) = spans(&self.path)?;
+        let rank: HashMap<&str, usize> = last
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i))
+            .collect();
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        // Stable: ids not in `last` keep their first-seen order, ahead of the others.
+        order.sort_by_key(|&i| rank.get(ids[i].as_str()).map_or((0, 0), |&r| (1, r)));
+        let spans: Vec<(u64, usize)> = order.into_iter().map(|i| spans[i]).collect();
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let mut tmp = new_temp(dir)?;
         {
@@ -346,10 +350,6 @@ pub(crate) fn last_spans_by_id(path: &Path) -> Result<Vec<(String, u64, usize)>>
         .zip(spans)
         .map(|(id, (o, l))| (id, o, l))
         .collect())
-}
-
-fn last_spans(path: &Path) -> Result<Vec<(u64, usize)>> {
-    Ok(spans(path)?.1)
 }
 
 /// Ids in first-seen order and where each one's last record is: (offset, length).
@@ -389,6 +389,22 @@ fn spans(path: &Path) -> Result<Spans> {
 /// A temporary file in `dir` created with mode 0666 less the process umask (as any
 /// other output file), not tempfile's private 0600: colleagues must be able to read
 /// what a job wrote.
+/// The record at `at` (from [`Done::at`]) of the results file at `path`.
+pub fn read_record(path: &Path, at: (u64, usize)) -> Result<Record> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(at.0))?;
+    let mut buf = vec![0u8; at.1];
+    f.read_exact(&mut buf)?;
+    serde_json::from_slice(&buf).with_context(|| {
+        format!(
+            "{}: the record at byte {} cannot be read back",
+            path.display(),
+            at.0
+        )
+    })
+}
+
 pub fn new_temp(dir: &Path) -> Result<tempfile::NamedTempFile> {
     use std::os::unix::fs::PermissionsExt;
     tempfile::Builder::new()

@@ -29,8 +29,8 @@ use super::translate::{ParagraphOut, TranslateOptions};
 use super::Usage;
 use crate::io::read::{articles, Article};
 use crate::io::write::{
-    markdown, write_atomic, Done, ModelInfo, PromptInfo, Record, ResultsFile, Status, Timings,
-    FORMAT,
+    markdown, read_record, write_atomic, Done, ModelInfo, PromptInfo, Record, ResultsFile, Status,
+    Timings, FORMAT,
 };
 use crate::text::script::{detect_language, Language};
 use crate::text::Paragraph;
@@ -74,6 +74,8 @@ pub struct BatchConfig {
     pub resummarize: bool,
     /// The run's settings, as recorded in `run.json`.
     pub settings: serde_json::Value,
+    /// Articles worked on at once; their model calls decode together.
+    pub parallel: usize,
 }
 
 #[derive(Debug, Default)]
@@ -105,7 +107,8 @@ struct Shared {
     total: AtomicUsize,
     tokens_out: AtomicUsize,
     signal: AtomicI32,
-    in_flight: Mutex<Option<String>>,
+    /// Ids of the articles being worked on.
+    in_flight: Mutex<Vec<String>>,
     run_json: PathBuf,
     started_at: SystemTime,
     started: Instant,
@@ -141,7 +144,7 @@ impl Shared {
     }
 
     /// Rewrites `run.json` atomically. `status`: running, complete, interrupted, failed.
-    fn write_run_json(&self, status: &str, abandoned: Option<&str>, error: Option<&str>) {
+    fn write_run_json(&self, status: &str, abandoned: &[String], error: Option<&str>) {
         let ended = (status != "running").then(|| rfc3339(SystemTime::now()));
         let sig = self.signal.load(SeqCst);
         let v = json!({
@@ -151,7 +154,7 @@ impl Shared {
             "ended": ended,
             "seconds": (self.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
             "signal": (sig != 0).then(|| signal_name(sig)),
-            "abandoned": abandoned,
+            "abandoned": (!abandoned.is_empty()).then_some(abandoned),
             "error": error,
             "host": hostname(),
             "pid": std::process::id(),
@@ -177,16 +180,26 @@ impl Shared {
         if self.finished.load(SeqCst) {
             return;
         }
-        let id = self.in_flight.lock().ok().and_then(|g| g.clone());
-        self.write_run_json("interrupted", id.as_deref(), None);
-        match id {
-            Some(id) => eprintln!(
-                "tarjuma: {}: abandoned article `{id}` (it will be done again on resume)",
-                signal_name(sig)
+        let ids = self.in_flight_ids();
+        self.write_run_json("interrupted", &ids, None);
+        match ids.len() {
+            0 => eprintln!("tarjuma: {}: stopped", signal_name(sig)),
+            1 => eprintln!(
+                "tarjuma: {}: abandoned article `{}` (it will be done again on resume)",
+                signal_name(sig),
+                ids[0]
             ),
-            None => eprintln!("tarjuma: {}: stopped", signal_name(sig)),
+            _ => eprintln!(
+                "tarjuma: {}: abandoned articles {} (they will be done again on resume)",
+                signal_name(sig),
+                quoted(&ids)
+            ),
         }
         std::process::exit(128 + sig);
+    }
+
+    fn in_flight_ids(&self) -> Vec<String> {
+        self.in_flight.lock().map(|g| g.clone()).unwrap_or_default()
     }
 
     fn done(&self) -> usize {
@@ -219,6 +232,14 @@ impl Shared {
     }
 }
 
+/// "`a`, `b`"
+fn quoted(ids: &[String]) -> String {
+    ids.iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn short_duration(secs: f64) -> String {
     let s = secs.round() as u64;
     match s {
@@ -243,12 +264,15 @@ fn watch_signals(shared: Arc<Shared>, grace: Duration) -> Result<signal_hook::it
             if shared.signal.swap(sig, SeqCst) != 0 {
                 shared.abandon(sig);
             }
-            let id = shared.in_flight.lock().ok().and_then(|g| g.clone());
+            let ids = shared.in_flight_ids();
             eprintln!(
                 "tarjuma: {} received: finishing {} (at most {}s), then stopping; send it \
                  again to stop at once",
                 signal_name(sig),
-                id.map_or("the article in flight".into(), |i| format!("`{i}`")),
+                match ids.len() {
+                    0 => "the article in flight".into(),
+                    _ => quoted(&ids),
+                },
                 grace.as_secs()
             );
             let s = shared.clone();
@@ -341,7 +365,7 @@ pub fn run_batch(engines: &mut Engines, cfg: &BatchConfig) -> Result<BatchOutcom
         total: AtomicUsize::new(usize::MAX),
         tokens_out: AtomicUsize::new(0),
         signal: AtomicI32::new(0),
-        in_flight: Mutex::new(None),
+        in_flight: Mutex::new(Vec::new()),
         run_json: cfg.out.join("run.json"),
         started_at: SystemTime::now(),
         started: Instant::now(),
@@ -349,7 +373,7 @@ pub fn run_batch(engines: &mut Engines, cfg: &BatchConfig) -> Result<BatchOutcom
         models: json!({"model": model, "translator": translator}),
         shard: cfg.shard,
     });
-    shared.write_run_json("running", None, None);
+    shared.write_run_json("running", &[], None);
     let signals = watch_signals(shared.clone(), cfg.grace)?;
     if cfg.progress != ProgressMode::Off {
         count_in_background(cfg.inputs.clone(), cfg.shard, shared.clone());
@@ -371,27 +395,22 @@ pub fn run_batch(engines: &mut Engines, cfg: &BatchConfig) -> Result<BatchOutcom
     };
     let done = Arc::new(done);
     let prompts = engines.lm()?.prompts.clone();
-    let mut batch = Batch {
-        engines,
+    let ctx = Ctx {
         cfg,
-        results: &mut results,
+        results: results.path().to_path_buf(),
         done: done.clone(),
         prompts,
         shared: shared.clone(),
         bar: &bar,
         model,
         translator,
-    };
-    let group = if batch.engines.nmt.is_some() {
-        NMT_GROUP
-    } else {
-        1
+        taken: Mutex::new(Vec::new()),
     };
     // Other shards' articles and those already done are passed over unread.
     let (s, shard, resummarize, done) = (shared.clone(), cfg.shard, cfg.resummarize, done.clone());
     let (model_sha, translator_sha) = (
-        batch.model.sha256.clone(),
-        batch.translator.as_ref().map(|t| t.sha256.clone()),
+        ctx.model.sha256.clone(),
+        ctx.translator.as_ref().map(|t| t.sha256.clone()),
     );
     let list = list.select(move |id, source| {
         if shard.is_some_and(|sh| !sh.contains(id)) {
@@ -410,25 +429,37 @@ pub fn run_batch(engines: &mut Engines, cfg: &BatchConfig) -> Result<BatchOutcom
         }
         true
     });
-    let mut pending: Vec<Article> = Vec::with_capacity(group);
-    let mut outcome: Result<()> = Ok(());
-    for a in list {
-        if shared.signal.load(SeqCst) != 0 {
-            break;
+    // Two instruction models (a translating one beside the summarizer) would each wait
+    // for workers busy with the other: one worker then.
+    let workers = if engines.tlm.is_some() {
+        1
+    } else {
+        cfg.parallel.max(1)
+    };
+    let outcome = if engines.nmt.is_some() {
+        let mut outcome = Ok(());
+        let mut list = list.peekable();
+        while outcome.is_ok() && list.peek().is_some() && shared.signal.load(SeqCst) == 0 {
+            let chunk: Vec<Article> = list.by_ref().take(NMT_GROUP).collect();
+            let pre = pretranslate(&ctx, engines, &chunk);
+            let jobs = chunk.into_iter().zip(pre);
+            outcome = drive(&ctx, engines, &mut results, jobs, workers);
         }
-        pending.push(a);
-        if pending.len() == group {
-            outcome = batch.group(std::mem::take(&mut pending));
-            if outcome.is_err() {
-                break;
-            }
-        }
-    }
-    if outcome.is_ok() && !pending.is_empty() && shared.signal.load(SeqCst) == 0 {
-        outcome = batch.group(pending);
-    }
+        outcome
+    } else {
+        drive(
+            &ctx,
+            engines,
+            &mut results,
+            list.map(|a| (a, None)),
+            workers,
+        )
+    };
     bar.finish_and_clear();
-    let compacted = outcome.and_then(|_| results.compact());
+    // Records went in as articles finished; the compacted file lists this run's
+    // articles in input order, after any done before.
+    let taken = std::mem::take(&mut *ctx.taken.lock().unwrap_or_else(|e| e.into_inner()));
+    let compacted = outcome.and_then(|_| results.compact_ordered(&taken));
     signals.close();
     let _g = shared.gate.lock().unwrap_or_else(|e| e.into_inner());
     shared.finished.store(true, SeqCst);
@@ -439,7 +470,7 @@ pub fn run_batch(engines: &mut Engines, cfg: &BatchConfig) -> Result<BatchOutcom
         _ => "interrupted",
     };
     let err = compacted.as_ref().err().map(|e| format!("{e:#}"));
-    shared.write_run_json(status, None, err.as_deref());
+    shared.write_run_json(status, &[], err.as_deref());
     drop(_g);
     if let Some(t) = lines {
         let _ = t.join();
@@ -455,126 +486,179 @@ pub fn run_batch(engines: &mut Engines, cfg: &BatchConfig) -> Result<BatchOutcom
     })
 }
 
-struct Batch<'a> {
-    engines: &'a mut Engines,
+/// What every worker shares: the settings and where records go.
+struct Ctx<'a> {
     cfg: &'a BatchConfig,
-    results: &'a mut ResultsFile,
+    /// results.jsonl, for reading back earlier records (`--resummarize`).
+    results: PathBuf,
     done: Arc<HashMap<String, Done>>,
     prompts: PromptInfo,
     shared: Arc<Shared>,
     bar: &'a ProgressBar,
     model: ModelInfo,
     translator: Option<ModelInfo>,
+    /// Ids of this run's articles, in the order workers took them (the input order).
+    taken: Mutex<Vec<String>>,
 }
 
 /// An article ready for its summary, or why it failed.
 type Prepared = Option<Result<(Pretranslated, Option<&'static str>)>>;
 
-impl Batch<'_> {
-    /// Processes a group of articles (one, or up to [`NMT_GROUP`] with a translator).
-    fn group(&mut self, chunk: Vec<Article>) -> Result<()> {
-        let mut pre: Vec<Prepared> = chunk.iter().map(|_| None).collect();
-        if self.engines.nmt.is_some() {
-            self.pretranslate(&chunk, &mut pre);
+/// Works through `jobs` with `workers` threads, each with its own handle on the
+/// instruction model, whose replies decode together (`generate::pool`); records are
+/// written here, as each article is done. A worker takes the next article when it has
+/// finished one, so the batch stays full until the input runs out. `Err` only when the
+/// output cannot be written (or read back): the workers then stop taking articles.
+fn drive(
+    ctx: &Ctx,
+    engines: &mut Engines,
+    results: &mut ResultsFile,
+    jobs: impl Iterator<Item = (Article, Prepared)> + Send,
+    workers: usize,
+) -> Result<()> {
+    // Workers are made here, before their threads start, so they join in a fixed order.
+    let mut handles = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        handles.push(Engines {
+            lm: Some(engines.lm()?.worker()?),
+            nmt: None,
+            tlm: engines.tlm.as_mut().map(|t| t.worker()).transpose()?,
+        });
+    }
+    let jobs = Mutex::new(jobs);
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::channel::<Result<Record>>();
+    std::thread::scope(|scope| {
+        for mut e in handles {
+            let (tx, jobs, stop) = (tx.clone(), &jobs, &stop);
+            scope.spawn(move || loop {
+                if stop.load(SeqCst) || ctx.shared.signal.load(SeqCst) != 0 {
+                    break;
+                }
+                let next = {
+                    let mut jobs = jobs.lock().unwrap_or_else(|e| e.into_inner());
+                    let next = jobs.next();
+                    if let Some((a, _)) = &next {
+                        // Under the same lock: the input order, for the final compaction.
+                        ctx.taken
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(a.id.clone());
+                    }
+                    next
+                };
+                let Some((a, pre)) = next else { break };
+                ctx.shared
+                    .in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(a.id.clone());
+                ctx.bar
+                    .set_message(format!("{} · {}", a.id, ctx.shared.status_line()));
+                let r = ctx.record(&mut e, &a, pre);
+                if tx.send(r).is_err() {
+                    break;
+                }
+            });
         }
-        for (a, pre) in chunk.iter().zip(pre) {
-            if self.shared.signal.load(SeqCst) != 0 {
-                break;
-            }
-            *self
-                .shared
-                .in_flight
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = Some(a.id.clone());
-            self.bar
-                .set_message(format!("{} · {}", a.id, self.shared.status_line()));
-            if let Some(at) = self.resummarize_at(a) {
-                let record = self.resummarized(a, at)?;
-                self.write(record)?;
+        drop(tx);
+        let mut outcome = Ok(());
+        for r in rx {
+            if outcome.is_err() {
                 continue;
             }
-            let result = match (pre, &a.text) {
-                (Some(Ok(((_, outs, usage, secs), lang))), _) => {
-                    self.summarize(outs, usage, secs, lang).map(|p| (p, lang))
-                }
-                (Some(Err(e)), _) => Err(e),
-                (None, Err(e)) => Err(anyhow::anyhow!("{e}")),
-                (None, Ok(text)) => self.one(text),
-            };
-            self.emit(a, result)?;
+            if let Err(e) = r.and_then(|rec| ctx.write(results, rec)) {
+                stop.store(true, SeqCst);
+                outcome = Err(e);
+            }
         }
-        Ok(())
-    }
+        outcome
+    })
+}
 
-    /// The group's Urdu articles through the translator in shared batches.
-    fn pretranslate(&mut self, chunk: &[Article], pre: &mut [Prepared]) {
-        let Some(nmt) = &self.engines.nmt else { return };
-        let mut todo: Vec<(usize, Vec<Paragraph>)> = Vec::new();
-        for (i, a) in chunk.iter().enumerate() {
-            let gated = match &a.text {
-                Err(e) => Err(anyhow::anyhow!("{e}")),
-                Ok(t) => non_empty(t)
-                    .and_then(|p| language_gate(t, self.cfg.non_urdu).map(|lang| (p, lang))),
-            };
-            match gated {
-                Err(e) => pre[i] = Some(Err(e)),
-                Ok((paras, Some(lang))) => {
-                    let outs = passed_through(&paras);
-                    pre[i] = Some(Ok(((paras, outs, Usage::default(), 0.0), Some(lang))));
-                }
-                Ok((paras, None)) => todo.push((i, paras)),
-            }
+/// The group's Urdu articles through the translator in shared batches.
+fn pretranslate(ctx: &Ctx, engines: &Engines, chunk: &[Article]) -> Vec<Prepared> {
+    let mut pre: Vec<Prepared> = chunk.iter().map(|_| None).collect();
+    let Some(nmt) = &engines.nmt else {
+        return pre;
+    };
+    let mut todo: Vec<(usize, Vec<Paragraph>)> = Vec::new();
+    for (i, a) in chunk.iter().enumerate() {
+        if ctx.resummarize_at(a).is_some() {
+            continue;
         }
-        if todo.is_empty() {
-            return;
-        }
-        self.bar
-            .set_message(format!("translating {} articles", todo.len()));
-        let refs: Vec<&[Paragraph]> = todo.iter().map(|(_, p)| p.as_slice()).collect();
-        let t0 = Instant::now();
-        let translated = nmt.translate_docs(&refs);
-        let secs = t0.elapsed().as_secs_f64();
-        match translated {
-            Ok(v) => {
-                let total_in: usize = v.iter().flatten().map(|d| d.usage.tokens_in).sum();
-                for ((i, paras), r) in todo.into_iter().zip(v) {
-                    pre[i] = Some(r.map(|d| {
-                        // The group's time, shared by source tokens.
-                        let share = d.usage.tokens_in as f64 / total_in.max(1) as f64;
-                        ((paras, d.paragraphs, d.usage, secs * share), None)
-                    }));
-                }
+        let gated = match &a.text {
+            Err(e) => Err(anyhow::anyhow!("{e}")),
+            Ok(t) => {
+                non_empty(t).and_then(|p| language_gate(t, ctx.cfg.non_urdu).map(|lang| (p, lang)))
             }
-            Err(e) => {
-                for (i, _) in todo {
-                    pre[i] = Some(Err(anyhow::anyhow!("translator failed: {e:#}")));
-                }
-            }
-        }
-    }
-
-    /// Summarises translated (or passed-through) paragraphs. A passed-through text is
-    /// summarised only when it is in the Latin script (the models summarise English).
-    fn summarize(
-        &mut self,
-        outs: Vec<ParagraphOut>,
-        usage: Usage,
-        secs: f64,
-        lang: Option<&'static str>,
-    ) -> Result<super::job::Processed> {
-        let max = match lang {
-            Some(l) if !l.contains("English") && !l.contains("Latin") => 0,
-            _ => self.cfg.max_bullets,
         };
-        Ok(finish(self.engines.lm()?, outs, usage, secs, max))
+        match gated {
+            Err(e) => pre[i] = Some(Err(e)),
+            Ok((paras, Some(lang))) => {
+                let outs = passed_through(&paras);
+                pre[i] = Some(Ok(((paras, outs, Usage::default(), 0.0), Some(lang))));
+            }
+            Ok((paras, None)) => todo.push((i, paras)),
+        }
+    }
+    if todo.is_empty() {
+        return pre;
+    }
+    ctx.bar
+        .set_message(format!("translating {} articles", todo.len()));
+    let refs: Vec<&[Paragraph]> = todo.iter().map(|(_, p)| p.as_slice()).collect();
+    let t0 = Instant::now();
+    let translated = nmt.translate_docs(&refs);
+    let secs = t0.elapsed().as_secs_f64();
+    match translated {
+        Ok(v) => {
+            let total_in: usize = v.iter().flatten().map(|d| d.usage.tokens_in).sum();
+            for ((i, paras), r) in todo.into_iter().zip(v) {
+                pre[i] = Some(r.map(|d| {
+                    // The group's time, shared by source tokens.
+                    let share = d.usage.tokens_in as f64 / total_in.max(1) as f64;
+                    ((paras, d.paragraphs, d.usage, secs * share), None)
+                }));
+            }
+        }
+        Err(e) => {
+            for (i, _) in todo {
+                pre[i] = Some(Err(anyhow::anyhow!("translator failed: {e:#}")));
+            }
+        }
+    }
+    pre
+}
+
+impl Ctx<'_> {
+    /// One article's record, made on a worker. `Err` only when an earlier record
+    /// cannot be read back (`--resummarize`); the article's own failures are records.
+    fn record(&self, engines: &mut Engines, a: &Article, pre: Prepared) -> Result<Record> {
+        if let Some(at) = self.resummarize_at(a) {
+            return self.resummarized(engines, a, at);
+        }
+        let result = match (pre, &a.text) {
+            (Some(Ok(((_, outs, usage, secs), lang))), _) => {
+                summarize(self.cfg, engines, outs, usage, secs, lang).map(|p| (p, lang))
+            }
+            (Some(Err(e)), _) => Err(e),
+            (None, Err(e)) => Err(anyhow::anyhow!("{e}")),
+            (None, Ok(text)) => self.one(engines, text),
+        };
+        Ok(self.outcome_record(a, result))
     }
 
     /// One article through the instruction model (no dedicated translator).
-    fn one(&mut self, text: &str) -> Result<(super::job::Processed, Option<&'static str>)> {
+    fn one(
+        &self,
+        engines: &mut Engines,
+        text: &str,
+    ) -> Result<(super::job::Processed, Option<&'static str>)> {
         non_empty(text)?;
         match language_gate(text, self.cfg.non_urdu)? {
             None => process(
-                self.engines,
+                engines,
                 text,
                 self.cfg.max_bullets,
                 &self.cfg.translate,
@@ -583,7 +667,7 @@ impl Batch<'_> {
             .map(|p| (p, None)),
             Some(lang) => {
                 let outs = passed_through(&non_empty(text)?);
-                self.summarize(outs, Usage::default(), 0.0, Some(lang))
+                summarize(self.cfg, engines, outs, Usage::default(), 0.0, Some(lang))
                     .map(|p| (p, Some(lang)))
             }
         }
@@ -602,8 +686,8 @@ impl Batch<'_> {
 
     /// The record of an article done before, with its summary made again from the
     /// translation it holds (nothing is translated again).
-    fn resummarized(&mut self, a: &Article, at: (u64, usize)) -> Result<Record> {
-        let old = self.results.read_record(at)?;
+    fn resummarized(&self, engines: &mut Engines, a: &Article, at: (u64, usize)) -> Result<Record> {
+        let old = read_record(&self.results, at)?;
         let outs: Vec<ParagraphOut> = old
             .paragraphs
             .iter()
@@ -619,7 +703,7 @@ impl Batch<'_> {
             Some(l) if l != "Urdu" && !l.contains("English") && !l.contains("Latin") => 0,
             _ => self.cfg.max_bullets,
         };
-        let p = finish(self.engines.lm()?, outs, Usage::default(), 0.0, max);
+        let p = finish(engines.lm()?, outs, Usage::default(), 0.0, max);
         // The translation keeps its provenance: without a dedicated translator it came
         // from the instruction model of the old record.
         let translator = old
@@ -660,13 +744,13 @@ impl Batch<'_> {
         }
     }
 
-    /// Writes an article's record (and its Markdown page), under the gate.
-    fn emit(
-        &mut self,
+    /// An article's record: ok, or an error naming why.
+    fn outcome_record(
+        &self,
         a: &Article,
         result: Result<(super::job::Processed, Option<&'static str>)>,
-    ) -> Result<()> {
-        let record = match result {
+    ) -> Record {
+        match result {
             Ok((p, lang)) => self.ok_record(a, p, Some(lang.unwrap_or("Urdu").to_string())),
             Err(e) => Record {
                 format: FORMAT,
@@ -687,12 +771,11 @@ impl Batch<'_> {
                 shard: self.cfg.shard,
                 timings: Timings::default(),
             },
-        };
-        self.write(record)
+        }
     }
 
     /// Appends a record (and writes its Markdown page), under the gate.
-    fn write(&mut self, record: Record) -> Result<()> {
+    fn write(&self, results: &mut ResultsFile, record: Record) -> Result<()> {
         let _g = self.shared.gate.lock().unwrap_or_else(|e| e.into_inner());
         if record.status == Status::Ok {
             write_atomic(
@@ -700,12 +783,12 @@ impl Batch<'_> {
                 &markdown(&record),
             )?;
         }
-        self.results.append(&record)?;
-        *self
-            .shared
+        results.append(&record)?;
+        self.shared
             .in_flight
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = None;
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id| *id != record.id);
         self.shared
             .tokens_out
             .fetch_add(record.timings.tokens_out, SeqCst);
@@ -739,4 +822,21 @@ impl Batch<'_> {
         self.bar.set_position(self.shared.done() as u64);
         Ok(())
     }
+}
+
+/// Summarises translated (or passed-through) paragraphs. A passed-through text is
+/// summarised only when it is in the Latin script (the models summarise English).
+fn summarize(
+    cfg: &BatchConfig,
+    engines: &mut Engines,
+    outs: Vec<ParagraphOut>,
+    usage: Usage,
+    secs: f64,
+    lang: Option<&'static str>,
+) -> Result<super::job::Processed> {
+    let max = match lang {
+        Some(l) if !l.contains("English") && !l.contains("Latin") => 0,
+        _ => cfg.max_bullets,
+    };
+    Ok(finish(engines.lm()?, outs, usage, secs, max))
 }
