@@ -4,13 +4,17 @@
 //! - Inputs are enumerated lazily and each text is read when its turn comes; a dedicated
 //!   translator takes windows of up to [`NMT_GROUP`] articles, so memory does not grow
 //!   with the batch.
-//! - `results.jsonl` gets one appended, fsynced line per article. A crash loses at most
-//!   the article in flight; a torn last line is dropped on resume (`io::write`).
+//! - `--parallel N` workers take articles in turn, each with its own client of the
+//!   instruction model's decoding pool (`generate::pool`), so their model calls share
+//!   forward passes (issue 13).
+//! - `results.jsonl` gets one appended, fsynced line per article, as each is done. A
+//!   crash loses at most the articles in flight; a torn last line is dropped on resume
+//!   (`io::write`). The final compaction puts this run's articles in input order.
 //! - `run.json` records the settings, the models' sha256, the counts and the start and
 //!   end times; it is rewritten atomically at the start, on every signal and at the end.
-//! - SIGINT/SIGTERM finish the article in flight, or abandon it after the grace period
-//!   (at once on a second signal), write `run.json` and exit 130/143, which is what
-//!   Kubernetes and Slurm send before their SIGKILL.
+//! - SIGINT/SIGTERM finish the articles in flight, or abandon them after the grace
+//!   period (at once on a second signal), write `run.json` and exit 130/143, which is
+//!   what Kubernetes and Slurm send before their SIGKILL.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
