@@ -1597,6 +1597,16 @@ mod tests {
                 );
             }
         }
+        // Below the packed threshold too, a row's outputs are those it gets alone.
+        if m < PACKED_MIN_ROWS {
+            for r in 0..m {
+                assert_eq!(
+                    ours.matmul(&x[r * cols..(r + 1) * cols], 1),
+                    got[r * rows..(r + 1) * rows],
+                    "{dtype:?} m={m}: row {r} alone, below the packed threshold"
+                );
+            }
+        }
         let plain = QMatMul::from_qtensor(q).unwrap();
         let want = plain
             .forward(&Tensor::from_vec(x, (m, cols), &dev).unwrap())
