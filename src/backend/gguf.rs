@@ -29,6 +29,22 @@ pub struct Loaded {
     pub architecture: String,
 }
 
+impl Loaded {
+    /// Another handle on the same weights and tokenizer, with its own empty sequence.
+    pub fn share(&self) -> Loaded {
+        Loaded {
+            lm: GgufLm {
+                model: self.lm.model.clone(),
+                seq: Sequence::new(),
+                max_positions: self.lm.max_positions,
+                device: self.lm.device.clone(),
+            },
+            tokenizer: self.tokenizer.clone(),
+            architecture: self.architecture.clone(),
+        }
+    }
+}
+
 /// The architectures this backend can run.
 pub const ARCHITECTURES: &[&str] = &["qwen2", "llama", "gemma3"];
 

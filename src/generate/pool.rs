@@ -11,9 +11,10 @@
 //!   waiting on it, so which replies share a step follows from the requests alone, not
 //!   from thread timing; a reply is chosen by the same [`Decoding`] as in a
 //!   [`super::Session`]. (Products of 4 or more rows use packed tiles for some block
-//!   formats, which sum in another order than the one-row kernels: a reply can depend,
-//!   at an exact near-tie, on how many others decode beside it. The same requests in
-//!   the same order always give the same replies.)
+//!   formats, which sum in another order than the one-row kernels, so a reply can
+//!   depend on how many others decode beside it: a last-digit difference in the logits
+//!   flips a greedy choice now and then, and the rest of the reply follows. The same
+//!   requests always give the same replies.)
 //! - **Prefix reuse.** A request names how many leading tokens are worth keeping (a
 //!   fixed system prompt, the translation example): the pool computes those positions
 //!   apart, keeps a copy of their cache, and later prompts that start with the same

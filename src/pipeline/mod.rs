@@ -126,18 +126,8 @@ impl Lm {
     pub fn worker(&mut self) -> Result<Lm> {
         let pool = self.pool()?.clone();
         let client = pool.client();
-        let l = &self.loaded;
         Ok(Lm {
-            loaded: Loaded {
-                lm: crate::backend::gguf::GgufLm {
-                    model: l.lm.model.clone(),
-                    seq: Default::default(),
-                    max_positions: l.lm.max_positions,
-                    device: l.lm.device.clone(),
-                },
-                tokenizer: l.tokenizer.clone(),
-                architecture: l.architecture.clone(),
-            },
+            loaded: self.loaded.share(),
             family: self.family.clone(),
             tasks: self.tasks.clone(),
             prompts: self.prompts.clone(),
