@@ -163,7 +163,8 @@ impl<'m, M: CausalLm + ?Sized> Session<'m, M> {
     pub fn generate(&mut self, tok: &Tokenizer, o: &DecodeOptions) -> Result<Output> {
         let mut d = Decoding::new(o.clone());
         loop {
-            match d.next(&self.logits, self.remaining(), tok)? {
+            let mut logits = self.logits.clone();
+            match d.next(&mut logits, self.remaining(), tok)? {
                 Next::Feed(t) => self.feed(&[t])?,
                 Next::Stop(stop) => {
                     if stop == StopReason::StopText {
@@ -193,6 +194,9 @@ pub enum Next {
 pub struct Decoding {
     o: DecodeOptions,
     lp: LogitsProcessor,
+    /// The ids `o.banned` marks, listed once: a few thousand of a vocabulary of
+    /// 150k+, set at every step of every sequence.
+    banned: Vec<u32>,
     ids: Vec<u32>,
     t0: std::time::Instant,
 }
@@ -214,6 +218,7 @@ impl Decoding {
         };
         Self {
             lp: LogitsProcessor::from_sampling(o.seed, sampling),
+            banned: banned_ids(&o),
             o,
             ids: Vec::new(),
             t0: std::time::Instant::now(),
@@ -225,8 +230,9 @@ impl Decoding {
         &self.ids
     }
 
-    /// The next step, given the logits of the last token fed and the positions left.
-    pub fn next(&mut self, logits: &[f32], room: usize, tok: &Tokenizer) -> Result<Next> {
+    /// The next step, given the logits of the last token fed (processed in place) and
+    /// the positions left.
+    pub fn next(&mut self, logits: &mut [f32], room: usize, tok: &Tokenizer) -> Result<Next> {
         let o = &self.o;
         if self.ids.len() >= o.max_new {
             return Ok(Next::Stop(StopReason::MaxTokens));
@@ -234,12 +240,13 @@ impl Decoding {
         if room == 0 {
             return Ok(Next::Stop(StopReason::ContextFull));
         }
-        let mut logits = logits.to_vec();
-        process(&mut logits, &self.ids, o);
-        let len = logits.len();
-        let t = self
-            .lp
-            .sample(&Tensor::from_vec(logits, len, &Device::Cpu)?)?;
+        process(logits, &self.ids, o, &self.banned);
+        let t = if o.temperature <= 0.0 {
+            argmax(logits)
+        } else {
+            let l = Tensor::from_slice(logits, logits.len(), &Device::Cpu)?;
+            self.lp.sample(&l)?
+        };
         if o.stop_ids.contains(&t) {
             return Ok(Next::Stop(StopReason::Eos));
         }
@@ -280,13 +287,33 @@ impl Decoding {
     }
 }
 
-/// Bans, suppressions, repetition penalty and `no_repeat_ngram`, applied to `logits`.
-fn process(logits: &mut [f32], generated: &[u32], o: &DecodeOptions) {
-    if let Some(b) = &o.banned {
-        for (l, &ban) in logits.iter_mut().zip(b.iter()) {
-            if ban {
-                *l = f32::NEG_INFINITY;
-            }
+/// The ids `o.banned` marks.
+fn banned_ids(o: &DecodeOptions) -> Vec<u32> {
+    o.banned.as_ref().map_or_else(Vec::new, |b| {
+        (0..b.len() as u32).filter(|&i| b[i as usize]).collect()
+    })
+}
+
+/// The first index of the largest value, as candle's `argmax` (and so
+/// `LogitsProcessor`'s greedy choice) picks it: a value replaces the best only when
+/// greater, so ties keep the first and NaN never wins after the first place.
+fn argmax(logits: &[f32]) -> u32 {
+    let (mut best, mut val) = (0, logits.first().copied().unwrap_or(f32::NEG_INFINITY));
+    for (i, &v) in logits.iter().enumerate() {
+        if val < v {
+            best = i;
+            val = v;
+        }
+    }
+    best as u32
+}
+
+/// Bans (`banned`: the ids `o.banned` marks), suppressions, repetition penalty and
+/// `no_repeat_ngram`, applied to `logits`.
+fn process(logits: &mut [f32], generated: &[u32], o: &DecodeOptions, banned: &[u32]) {
+    for &id in banned {
+        if let Some(l) = logits.get_mut(id as usize) {
+            *l = f32::NEG_INFINITY;
         }
     }
     for &id in &o.suppress {
@@ -332,6 +359,52 @@ mod tests {
         assert_eq!(loop_tail(&[1, 2, 3, 4, 5, 6]), None);
         assert_eq!(loop_tail(&[5; 7]), None, "short runs are allowed");
         assert_eq!(loop_tail(&[5; 8]), Some(1));
+    }
+
+    #[test]
+    fn greedy_choice_is_candles_argmax() {
+        let mut lp = LogitsProcessor::from_sampling(1, Sampling::ArgMax);
+        let candle = |lp: &mut LogitsProcessor, v: &[f32]| {
+            lp.sample(&Tensor::from_slice(v, v.len(), &Device::Cpu).unwrap())
+                .unwrap()
+        };
+        let mut cases: Vec<Vec<f32>> = vec![
+            vec![1.0, 3.0, 3.0, 2.0],
+            vec![f32::NAN, 5.0, 1.0],
+            vec![0.0, f32::NAN, 7.0, 7.0],
+            vec![f32::NEG_INFINITY, f32::NEG_INFINITY],
+            vec![-1.0, f32::INFINITY, f32::INFINITY],
+        ];
+        let mut seed = 7u64;
+        for n in [1, 2, 17, 1000] {
+            cases.push(
+                (0..n)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        // Few distinct values, so ties are common.
+                        ((seed >> 60) as f32) - 8.0
+                    })
+                    .collect(),
+            );
+        }
+        for v in &cases {
+            assert_eq!(argmax(v), candle(&mut lp, v), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn banned_ids_ban_what_the_mask_marks() {
+        let mask: Vec<bool> = (0..50).map(|i| i % 7 == 3).collect();
+        let o = DecodeOptions {
+            banned: Some(Arc::new(mask.clone())),
+            ..Default::default()
+        };
+        // Logits longer than the mask: the rest is left alone.
+        let mut l = vec![1.0f32; 60];
+        process(&mut l, &[], &o, &banned_ids(&o));
+        for (i, v) in l.iter().enumerate() {
+            assert_eq!(*v == f32::NEG_INFINITY, i < 50 && mask[i], "{i}");
+        }
     }
 
     /// A scripted model: always prefers the next token of `script`.
@@ -381,7 +454,7 @@ mod tests {
             let mut ids = vec![];
             while ids.len() < o.max_new {
                 let mut l = self.logits.clone();
-                process(&mut l, &ids, o);
+                process(&mut l, &ids, o, &banned_ids(o));
                 let t = l
                     .iter()
                     .enumerate()

@@ -212,7 +212,7 @@ impl Server {
             let mut tokens = Vec::with_capacity(active.len());
             for mut a in std::mem::take(&mut active) {
                 let room = self.max_positions.saturating_sub(a.seq.len());
-                match a.dec.next(&a.logits, room, &self.tok) {
+                match a.dec.next(&mut a.logits, room, &self.tok) {
                     Ok(Next::Feed(t)) => {
                         tokens.push(t);
                         feeding.push(a);
