@@ -318,7 +318,7 @@ impl Server {
             0
         };
         self.clock += 1;
-        let (mut from, mut reused) = (0, 0);
+        let mut reused = 0;
         if keep > 0 {
             if let Some(k) = self
                 .kept
@@ -339,9 +339,9 @@ impl Server {
                 self.kept
                     .push((prompt[..keep].to_vec(), seq.fork()?, self.clock));
             }
-            from = keep;
         }
-        let logits = self.model.forward_one(seq, &prompt[from..])?;
+        // `keep` positions are in the cache now (0 when none is named).
+        let logits = self.model.forward_one(seq, &prompt[keep..])?;
         Ok((logits, reused))
     }
 }
