@@ -72,7 +72,6 @@ pub struct Tokenizer {
     engine: Engine,
     /// The bytes each token stands for when decoded (empty for control tokens).
     bytes: Vec<Vec<u8>>,
-    ids: HashMap<String, u32>,
     /// User-defined tokens, longest first, matched in raw text before encoding.
     user_defined: Vec<(String, u32)>,
     pub bos: Option<u32>,
@@ -97,23 +96,22 @@ fn strings(v: &Value, key: &str) -> Result<Vec<String>, TokenizerError> {
         .collect()
 }
 
-/// GPT-2's reversible byte ↔ printable-char map (the "byte-level" alphabet).
-fn byte_level_decoder() -> HashMap<char, u8> {
-    let mut printable: Vec<u32> = (b'!' as u32..=b'~' as u32).collect();
-    printable.extend(0xA1..=0xAC);
-    printable.extend(0xAE..=0xFF);
-    let mut map = HashMap::new();
-    let mut extra = 0u32;
+/// GPT-2's reversible byte ↔ printable-char map (the "byte-level" alphabet), as a
+/// table indexed by the char (all of them are below U+0144).
+fn byte_level_decoder() -> [Option<u8>; 0x144] {
+    let printable = |b: u32| (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || b >= 0xAE;
+    let mut table = [None; 0x144];
+    let mut extra = 0usize;
     for b in 0u32..256 {
-        let c = if printable.contains(&b) {
-            b
+        let c = if printable(b) {
+            b as usize
         } else {
             extra += 1;
             255 + extra
         };
-        map.insert(char::from_u32(c).unwrap(), b as u8);
+        table[c] = Some(b as u8);
     }
-    map
+    table
 }
 
 impl Tokenizer {
@@ -170,11 +168,6 @@ impl Tokenizer {
                             | "tekken"
                     )
             });
-        let ids: HashMap<String, u32> = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32))
-            .collect();
         let mut user_defined: Vec<(String, u32)> = tokens
             .iter()
             .zip(&types)
@@ -186,14 +179,13 @@ impl Tokenizer {
 
         let (engine, bytes) = match model.as_str() {
             "gpt2" => {
-                let merges = strings(md(c, "tokenizer.ggml.merges")?, "tokenizer.ggml.merges")?;
+                let merges = md(c, "tokenizer.ggml.merges")?;
                 let pre = c
                     .metadata
                     .get("tokenizer.ggml.pre")
                     .and_then(|v| v.to_string().ok())
                     .cloned()
                     .unwrap_or_else(|| "default".into());
-                let tk = build_bpe(&tokens, &merges, &pre)?;
                 let dec = byte_level_decoder();
                 let bytes = tokens
                     .iter()
@@ -203,11 +195,14 @@ impl Tokenizer {
                         TokenType::UserDefined => t.as_bytes().to_vec(),
                         _ => t
                             .chars()
-                            .map(|ch| dec.get(&ch).copied())
+                            .map(|ch| dec.get(ch as usize).copied().flatten())
                             .collect::<Option<Vec<u8>>>()
                             .unwrap_or_else(|| t.as_bytes().to_vec()),
                     })
                     .collect();
+                // The BPE's vocabulary takes the token strings (no copy); it is also
+                // what `token_id` looks up.
+                let tk = build_bpe(tokens, merges, &pre)?;
                 (Engine::Bpe(Box::new(tk)), bytes)
             }
             "llama" => {
@@ -236,7 +231,13 @@ impl Tokenizer {
                     })
                     .collect();
                 let byte_ids = spm_byte_ids(&tokens, &types);
+                let ids: HashMap<String, u32> = tokens
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, t)| (t, i as u32))
+                    .collect();
                 let spm = Spm {
+                    ids,
                     scores,
                     byte_ids: Box::new(byte_ids),
                     add_space_prefix,
@@ -249,7 +250,6 @@ impl Tokenizer {
         Ok(Self {
             engine,
             bytes,
-            ids,
             user_defined,
             bos,
             eos,
@@ -263,7 +263,10 @@ impl Tokenizer {
 
     /// Id of a token given by its exact text (for control tokens in templates).
     pub fn token_id(&self, text: &str) -> Option<u32> {
-        self.ids.get(text).copied()
+        match &self.engine {
+            Engine::Bpe(tk) => tk.token_to_id(text),
+            Engine::Spm(spm) => spm.ids.get(text).copied(),
+        }
     }
 
     /// The bytes a token decodes to (empty for control tokens).
@@ -284,7 +287,7 @@ impl Tokenizer {
                             .map_err(|e| TokenizerError::Engine(e.to_string()))?;
                         out.extend_from_slice(enc.get_ids());
                     }
-                    Engine::Spm(spm) => spm.encode(t, &self.ids, &mut out),
+                    Engine::Spm(spm) => spm.encode(t, &mut out),
                 },
             }
         }
@@ -345,18 +348,23 @@ enum Frag<'t> {
 }
 
 fn build_bpe(
-    tokens: &[String],
-    merges: &[String],
+    tokens: Vec<String>,
+    merges: &Value,
     pre: &str,
 ) -> Result<tokenizers::Tokenizer, TokenizerError> {
     let vocab: tokenizers::models::bpe::Vocab = tokens
-        .iter()
+        .into_iter()
         .enumerate()
-        .map(|(i, t)| (t.clone(), i as u32))
+        .map(|(i, t)| (t, i as u32))
         .collect();
     let merges: Vec<(String, String)> = merges
+        .to_vec()
+        .map_err(|_| TokenizerError::Malformed("tokenizer.ggml.merges is not an array".into()))?
         .iter()
         .map(|m| {
+            let m = m.to_string().map_err(|_| {
+                TokenizerError::Malformed("tokenizer.ggml.merges holds a non-string".into())
+            })?;
             m.split_once(' ')
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .ok_or_else(|| TokenizerError::Malformed(format!("merge without a space: {m:?}")))
@@ -411,6 +419,8 @@ fn spm_byte_ids(tokens: &[String], types: &[TokenType]) -> [Option<u32>; 256] {
 
 /// SentencePiece BPE encoder over a GGUF vocabulary.
 struct Spm {
+    /// Token ids by their text (pieces are looked up while merging).
+    ids: HashMap<String, u32>,
     scores: Vec<f32>,
     byte_ids: Box<[Option<u32>; 256]>,
     add_space_prefix: bool,
@@ -442,7 +452,8 @@ impl PartialOrd for Bigram {
 }
 
 impl Spm {
-    fn encode(&self, text: &str, ids: &HashMap<String, u32>, out: &mut Vec<u32>) {
+    fn encode(&self, text: &str, out: &mut Vec<u32>) {
+        let ids = &self.ids;
         let mut s = String::with_capacity(text.len() + 3);
         if self.add_space_prefix {
             s.push(' ');
@@ -517,5 +528,27 @@ impl Spm {
             }
             i = next[u];
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_level_table_maps_each_byte_once() {
+        let t = byte_level_decoder();
+        let mut seen = [0u32; 256];
+        for b in t.iter().flatten() {
+            seen[*b as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| n == 1), "{seen:?}");
+        // GPT-2's alphabet: printable ASCII stands for itself, the space is `Ġ`
+        // (U+0120), the newline `Ċ` (U+010A), and the last char is U+0143.
+        assert_eq!(t['A' as usize], Some(b'A'));
+        assert_eq!(t[0x120], Some(b' '));
+        assert_eq!(t[0x10A], Some(b'\n'));
+        assert_eq!(t[0x143], Some(0xAD));
+        assert_eq!(t[0x20], None);
     }
 }
