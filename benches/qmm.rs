@@ -1,8 +1,11 @@
 //! Quantized products of `backend::qmm` beside candle's `QMatMul` (the plain path) on
 //! the weight shapes of the pip-carried models, alternating in one process, best of
-//! several runs. GFLOP/s counts 2 · m · k · n.
+//! several runs. GFLOP/s counts 2 · m · k · n. Formats that the decoder tiles at load
+//! (Q5_0, Q8_0) are also measured tiled, as the models run them.
 //!
 //! usage: cargo bench --bench qmm [-- --threads N]
+//!   QMM_ROWS=1,8,256   input rows per product
+//!   QMM_HEAD=1         also Qwen2.5-0.5B's output matrix (Q8_0, 151936 × 896)
 
 use std::time::Instant;
 
@@ -24,20 +27,25 @@ fn main() -> anyhow::Result<()> {
         cpu.line(),
         candle_core::utils::get_num_threads()
     );
-    println!("| format | n × k | m | candle GFLOP/s | ours GFLOP/s | ours / candle |");
-    println!("|---|---|---|---|---|---|");
+    println!("| format | n × k | m | candle GFLOP/s | ours GFLOP/s | ours / candle | ours tiled GFLOP/s |");
+    println!("|---|---|---|---|---|---|---|");
     let dev = Device::Cpu;
-    let shapes = [
+    let mut shapes = vec![
         (GgmlDType::Q5_0, 4864, 896),
         (GgmlDType::Q8_0, 896, 896),
         (GgmlDType::Q4K, 896, 4864),
         (GgmlDType::Q6K, 896, 4864),
         (GgmlDType::Q4_1, 1536, 576),
     ];
+    if std::env::var("QMM_HEAD").is_ok_and(|v| v == "1") {
+        shapes.push((GgmlDType::Q8_0, 151936, 896));
+    }
     for (dt, n, k) in shapes {
         let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
         let q = QTensor::quantize(&w, dt)?;
         let ours = QWeight::new(dt, n, k, Bytes::owned(&q.data()?))?;
+        let tiled = QWeight::new(dt, n, k, Bytes::owned(&q.data()?))?.into_tiled();
+        let tiled = (tiled.kernel() != ours.kernel()).then_some(tiled);
         let plain = QMatMul::from_qtensor(q)?;
         let ms: Vec<usize> = std::env::var("QMM_ROWS")
             .ok()
@@ -47,7 +55,7 @@ fn main() -> anyhow::Result<()> {
             let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
             let xv = x.flatten_all()?.to_vec1::<f32>()?;
             let reps = (20_000_000 / (m * k * n / 64).max(1)).clamp(2, 200);
-            let (mut bc, mut bo) = (f64::MAX, f64::MAX);
+            let (mut bc, mut bo, mut bt) = (f64::MAX, f64::MAX, f64::MAX);
             for _ in 0..3 {
                 let t = Instant::now();
                 for _ in 0..reps {
@@ -59,10 +67,21 @@ fn main() -> anyhow::Result<()> {
                     std::hint::black_box(ours.matmul(&xv, m));
                 }
                 bo = bo.min(t.elapsed().as_secs_f64() / reps as f64);
+                if let Some(w) = &tiled {
+                    let t = Instant::now();
+                    for _ in 0..reps {
+                        std::hint::black_box(w.matmul(&xv, m));
+                    }
+                    bt = bt.min(t.elapsed().as_secs_f64() / reps as f64);
+                }
             }
             let flop = 2.0 * (m * k * n) as f64 / 1e9;
+            let tiled = match tiled {
+                Some(_) => format!("{:.1}", flop / bt),
+                None => "-".into(),
+            };
             println!(
-                "| {dt:?} | {n} × {k} | {m} | {:.1} | {:.1} | {:.2} |",
+                "| {dt:?} | {n} × {k} | {m} | {:.1} | {:.1} | {:.2} | {tiled} |",
                 flop / bc,
                 flop / bo,
                 bc / bo
