@@ -88,5 +88,50 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
+    // A decoding layer's query, key and value projections (Qwen2.5-0.5B's shapes and
+    // formats, tiled as the decoder loads them): one after another, and grouped.
+    let qkv: Vec<QWeight> = [
+        (GgmlDType::Q5_0, 896),
+        (GgmlDType::Q5_0, 128),
+        (GgmlDType::Q8_0, 128),
+    ]
+    .into_iter()
+    .map(|(dt, n)| -> anyhow::Result<QWeight> {
+        let w = Tensor::randn(0f32, 1.0, (n, 896), &dev)?;
+        let q = QTensor::quantize(&w, dt)?;
+        Ok(QWeight::new(dt, n, 896, Bytes::owned(&q.data()?))?.into_tiled())
+    })
+    .collect::<anyhow::Result<_>>()?;
+    let refs: Vec<&QWeight> = qkv.iter().collect();
+    println!();
+    println!("| q, k, v (896 → 896, 128, 128) | m | one by one µs | grouped µs | ratio |");
+    println!("|---|---|---|---|---|");
+    for m in [1usize, 8] {
+        let x: Vec<f32> = (0..m * 896)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
+        let reps = 2000;
+        let (mut b1, mut b2) = (f64::MAX, f64::MAX);
+        for _ in 0..5 {
+            let t = Instant::now();
+            for _ in 0..reps {
+                for w in &qkv {
+                    std::hint::black_box(w.matmul(&x, m));
+                }
+            }
+            b1 = b1.min(t.elapsed().as_secs_f64() / reps as f64);
+            let t = Instant::now();
+            for _ in 0..reps {
+                std::hint::black_box(QWeight::matmul_many(&refs, &x, m));
+            }
+            b2 = b2.min(t.elapsed().as_secs_f64() / reps as f64);
+        }
+        println!(
+            "| | {m} | {:.1} | {:.1} | {:.2} |",
+            b1 * 1e6,
+            b2 * 1e6,
+            b1 / b2
+        );
+    }
     Ok(())
 }

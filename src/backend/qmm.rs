@@ -358,135 +358,70 @@ impl QWeight {
         out
     }
 
-    /// Products of `m ≥ PACKED_MIN_ROWS` rows: each task unpacks eight weight rows at a
-    /// time into bytes interleaved four columns deep (values `s · u − o` with unsigned
-    /// `u`, or Q8_0's signed bytes), so one `maddubs` multiplies four input values into
-    /// eight rows at once and the sums land per row, without horizontal reductions (the
-    /// layout of candle's x86 repack and llama.cpp's tinyBLAS, made per call so no
-    /// second copy of the weights is kept).
-    #[cfg(target_arch = "x86_64")]
+    /// Products of `m ≥ PACKED_MIN_ROWS` rows (or any rows for tiled weights): each task
+    /// unpacks eight weight rows at a time into bytes interleaved four columns deep
+    /// (values `s · u − o` with unsigned `u`, or Q8_0's signed bytes), so one `maddubs`
+    /// multiplies four input values into eight rows at once and the sums land per row,
+    /// without horizontal reductions (the layout of candle's x86 repack and llama.cpp's
+    /// tinyBLAS, made per call so no second copy of the weights is kept).
     ///
     /// Writes each of the `m × rows` values at `out` once (it need not be initialised).
+    #[cfg(target_arch = "x86_64")]
     fn matmul_packed(&self, fmt: avx2::Packed, x: &[f32], m: usize, out: *mut f32) {
-        let (k, n) = (self.cols, self.rows);
-        let kb = k / 32;
-        let kq = matches!(fmt, avx2::Packed::Q4K | avx2::Packed::Q6K);
-        let per = self.dtype.block_size() / 32;
-        let data = self.bytes.as_slice();
-        let size = self.dtype.type_size();
-        let row_bytes = k / self.dtype.block_size() * size;
-        let mut qs = vec![0i8; m * k];
-        let mut d = vec![0f32; m * kb];
-        let mut t = vec![0f32; m * kb * 2];
-        let (qp, dp, tp) = (
-            SendPtr(qs.as_mut_ptr()),
-            SendPtr(d.as_mut_ptr()),
-            SendPtr(t.as_mut_ptr()),
+        packed_group(
+            &[Part {
+                w: self,
+                fmt,
+                out: SendPtr(out),
+            }],
+            x,
+            m,
         );
-        parallel(m, m * k >= 1 << 14, |rows| {
-            let (mut scratch, mut t32) = (vec![0f32; kb], vec![0f32; kb]);
-            for r in rows {
-                // SAFETY: each input row is quantized by one task into its own range.
-                unsafe {
-                    let q = std::slice::from_raw_parts_mut(qp.get().add(r * k), k);
-                    let dd = std::slice::from_raw_parts_mut(dp.get().add(r * kb), kb);
-                    let tt = std::slice::from_raw_parts_mut(tp.get().add(r * kb * 2), kb * 2);
-                    if kq {
-                        quantize_q8k(&x[r * k..(r + 1) * k], q, dd, tt);
-                    } else {
-                        quantize_q8(&x[r * k..(r + 1) * k], q, dd, &mut scratch, &mut t32);
-                        for (j, t) in tt.iter_mut().enumerate() {
-                            let sum: i32 = q[j * 16..(j + 1) * 16].iter().map(|&v| v as i32).sum();
-                            *t = dd[j / 2] * sum as f32;
-                        }
+    }
+
+    /// Whether `matmul` of `m` rows takes the packed path (so it can join a group).
+    #[cfg(target_arch = "x86_64")]
+    fn packed_at(&self, m: usize) -> Option<avx2::Packed> {
+        let fmt = avx2::Packed::of(self.dtype)?;
+        (avx2::available() && m > 0 && (self.tiled || m >= PACKED_MIN_ROWS)).then_some(fmt)
+    }
+
+    /// `x · Wᵀ` for several weights of the same width and the same input (a layer's
+    /// query, key and value projections; its gate and up projections). Those on the
+    /// packed path share one quantization of the input and one parallel region, so
+    /// decoding pays for one hand-off to the other threads instead of one per weight
+    /// (issue 13). Each result is what `matmul` gives, value for value.
+    pub fn matmul_many(ws: &[&QWeight], x: &[f32], m: usize) -> Vec<Vec<f32>> {
+        for w in ws {
+            assert_eq!(x.len(), m * w.cols, "input is not {m} × {}", w.cols);
+        }
+        let mut outs: Vec<Option<Vec<f32>>> = vec![None; ws.len()];
+        #[cfg(target_arch = "x86_64")]
+        {
+            let mut parts = Vec::new();
+            let mut bufs: Vec<(usize, Vec<f32>)> = Vec::new();
+            for (i, w) in ws.iter().enumerate() {
+                if let Some(fmt) = w.packed_at(m) {
+                    if w.rows > 0 {
+                        bufs.push((i, Vec::with_capacity(m * w.rows)));
+                        let out = SendPtr(bufs.last_mut().expect("pushed").1.as_mut_ptr());
+                        parts.push(Part { w, fmt, out });
                     }
                 }
             }
-        });
-        let (qs, d, t) = (&qs, &d, &t);
-        let op = SendPtr(out);
-        // The tile is made and used a chunk of columns at a time, so it stays in L1
-        // while every input row passes over it.
-        let chunk = KCHUNK.min(kb);
-        let kind = match fmt {
-            avx2::Packed::Q6K => 1,
-            avx2::Packed::Q8_0 => 2,
-            _ => 0,
-        };
-        let staged = if self.tiled { 0 } else { chunk };
-        parallel(n.div_ceil(PACK), m * k * n >= 1 << 16, |tiles| {
-            let mut u = vec![0u8; staged * 32 * PACK];
-            let mut s = vec![0f32; staged * 2 * PACK];
-            let mut o = vec![0f32; staged * 2 * PACK];
-            let mut acc = vec![[0f32; PACK]; m];
-            for tile in tiles {
-                let j0 = tile * PACK;
-                let rows = (n - j0).min(PACK);
-                acc.fill([0f32; PACK]);
-                for c0 in (0..kb).step_by(chunk) {
-                    let cb = chunk.min(kb - c0);
-                    let tiled = if self.tiled {
-                        let bsize = avx2::tiled_block_bytes(fmt);
-                        Some(data[(tile * kb + c0) * bsize..].as_ptr())
-                    } else {
-                        // Short last tile: repeat its last row (results not stored).
-                        let w: [*const u8; PACK] = std::array::from_fn(|i| {
-                            data[(j0 + i.min(rows - 1)) * row_bytes + c0 / per * size..].as_ptr()
-                        });
-                        // SAFETY: AVX2 detected; each row holds `cb / per` blocks of `fmt`
-                        // from `c0` (`new` checked the size; KCHUNK is a multiple of 8, so
-                        // chunks hold whole k-quant blocks); u, s, o hold `chunk` blocks.
-                        unsafe {
-                            avx2::pack_tile(fmt, w, cb / per, 8 * row_bytes, &mut u, &mut s, &mut o)
-                        };
-                        None
-                    };
-                    let (q_in, d_in, t_in) = (qs.as_ptr(), d.as_ptr(), t.as_ptr());
-                    // SAFETY (offsets): r < m and c0 < kb, inside the quantized input.
-                    let x = |r: usize| unsafe {
-                        (
-                            q_in.add(r * k + c0 * 32),
-                            d_in.add(r * kb + c0),
-                            t_in.add((r * kb + c0) * 2),
-                        )
-                    };
-                    let src = match tiled {
-                        Some(p) => avx2::Src::Tiled(fmt == avx2::Packed::Q5_0, p),
-                        None => avx2::Src::Packed(kind, &u, &s, &o),
-                    };
-                    let mut r = 0;
-                    while r < m {
-                        // SAFETY: AVX2 detected; u, s, o (or the tiled bytes from `c0`) hold
-                        // cb blocks of PACK rows; input rows r.. hold cb blocks from c0.
-                        r += unsafe {
-                            match m - r {
-                                1 => avx2::rows_of::<1>(src, cb, [x(r)], &mut acc[r..]),
-                                2 | 3 => {
-                                    avx2::rows_of::<2>(src, cb, [x(r), x(r + 1)], &mut acc[r..])
-                                }
-                                _ => avx2::rows_of::<4>(
-                                    src,
-                                    cb,
-                                    std::array::from_fn(|i| x(r + i)),
-                                    &mut acc[r..],
-                                ),
-                            }
-                        };
-                    }
-                }
-                for (r, a) in acc.iter().enumerate() {
-                    // SAFETY: columns j0..j0 + rows of every row belong to this task alone.
-                    unsafe {
-                        let dst = op.get().add(r * n + j0);
-                        if rows == PACK {
-                            std::ptr::write_unaligned(dst as *mut [f32; PACK], *a);
-                        } else {
-                            std::ptr::copy_nonoverlapping(a.as_ptr(), dst, rows);
-                        }
-                    }
+            if !parts.is_empty() {
+                packed_group(&parts, x, m);
+                for (i, mut b) in bufs {
+                    // SAFETY: `packed_group` wrote all `m × rows` values of each part.
+                    unsafe { b.set_len(m * ws[i].rows) };
+                    outs[i] = Some(b);
                 }
             }
-        });
+        }
+        outs.into_iter()
+            .zip(ws)
+            .map(|(o, w)| o.unwrap_or_else(|| w.matmul(x, m)))
+            .collect()
     }
 
     /// Any block format through candle's block dot products, on our tiling.
@@ -760,6 +695,184 @@ fn release_pages(map: &memmap2::Mmap, start: usize, len: usize) {
             unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_DONTNEED) };
         }
     }
+}
+
+/// One weight of a grouped packed product: the weight, its packed format, and where its
+/// `m × rows` outputs go (need not be initialised; each is written once).
+#[cfg(target_arch = "x86_64")]
+struct Part<'a> {
+    w: &'a QWeight,
+    fmt: avx2::Packed,
+    out: SendPtr<f32>,
+}
+
+/// Quantized input rows for the packed kernels: values, a scale per 32 and sums per 16
+/// (the Q8_0 or Q8_K rounding, as the weight format's dot product wants).
+#[cfg(target_arch = "x86_64")]
+struct QInput {
+    qs: Vec<i8>,
+    d: Vec<f32>,
+    t: Vec<f32>,
+}
+
+#[cfg(target_arch = "x86_64")]
+fn quantize_rows(x: &[f32], m: usize, k: usize, kq: bool) -> QInput {
+    let kb = k / 32;
+    let mut qs = vec![0i8; m * k];
+    let mut d = vec![0f32; m * kb];
+    let mut t = vec![0f32; m * kb * 2];
+    let (qp, dp, tp) = (
+        SendPtr(qs.as_mut_ptr()),
+        SendPtr(d.as_mut_ptr()),
+        SendPtr(t.as_mut_ptr()),
+    );
+    parallel(m, m * k >= 1 << 14, |rows| {
+        let (mut scratch, mut t32) = (vec![0f32; kb], vec![0f32; kb]);
+        for r in rows {
+            // SAFETY: each input row is quantized by one task into its own range.
+            unsafe {
+                let q = std::slice::from_raw_parts_mut(qp.get().add(r * k), k);
+                let dd = std::slice::from_raw_parts_mut(dp.get().add(r * kb), kb);
+                let tt = std::slice::from_raw_parts_mut(tp.get().add(r * kb * 2), kb * 2);
+                if kq {
+                    quantize_q8k(&x[r * k..(r + 1) * k], q, dd, tt);
+                } else {
+                    quantize_q8(&x[r * k..(r + 1) * k], q, dd, &mut scratch, &mut t32);
+                    for (j, t) in tt.iter_mut().enumerate() {
+                        let sum: i32 = q[j * 16..(j + 1) * 16].iter().map(|&v| v as i32).sum();
+                        *t = dd[j / 2] * sum as f32;
+                    }
+                }
+            }
+        }
+    });
+    QInput { qs, d, t }
+}
+
+/// The packed products of every part (see `QWeight::matmul_packed`) over one input:
+/// the input quantized once per rounding the formats need, and the tiles of all the
+/// parts shared out in one parallel region.
+#[cfg(target_arch = "x86_64")]
+fn packed_group(parts: &[Part], x: &[f32], m: usize) {
+    let k = parts[0].w.cols;
+    assert!(
+        parts.iter().all(|p| p.w.cols == k),
+        "grouped weights differ in width"
+    );
+    assert_eq!(x.len(), m * k, "input is not {m} × {k}");
+    let kb = k / 32;
+    let kq = |f: avx2::Packed| matches!(f, avx2::Packed::Q4K | avx2::Packed::Q6K);
+    let q8 = parts
+        .iter()
+        .any(|p| !kq(p.fmt))
+        .then(|| quantize_rows(x, m, k, false));
+    let q8k = parts
+        .iter()
+        .any(|p| kq(p.fmt))
+        .then(|| quantize_rows(x, m, k, true));
+    // Tile index ranges of the parts, one after another.
+    let mut first = Vec::with_capacity(parts.len() + 1);
+    first.push(0);
+    for p in parts {
+        first.push(first.last().copied().unwrap_or(0) + p.w.rows.div_ceil(PACK));
+    }
+    let total = *first.last().expect("one part at least");
+    let work: usize = parts.iter().map(|p| m * k * p.w.rows).sum();
+    // The tile is made and used a chunk of columns at a time, so it stays in L1
+    // while every input row passes over it.
+    let chunk = KCHUNK.min(kb);
+    let staged = if parts.iter().all(|p| p.w.tiled) {
+        0
+    } else {
+        chunk
+    };
+    parallel(total, work >= 1 << 16, |tiles| {
+        let mut u = vec![0u8; staged * 32 * PACK];
+        let mut s = vec![0f32; staged * 2 * PACK];
+        let mut o = vec![0f32; staged * 2 * PACK];
+        let mut acc = vec![[0f32; PACK]; m];
+        for g in tiles {
+            let pi = first.partition_point(|&f| f <= g) - 1;
+            let (w, fmt, out) = (parts[pi].w, parts[pi].fmt, parts[pi].out);
+            let tile = g - first[pi];
+            let n = w.rows;
+            let per = w.dtype.block_size() / 32;
+            let data = w.bytes.as_slice();
+            let size = w.dtype.type_size();
+            let row_bytes = k / w.dtype.block_size() * size;
+            let kind = match fmt {
+                avx2::Packed::Q6K => 1,
+                avx2::Packed::Q8_0 => 2,
+                _ => 0,
+            };
+            let input = if kq(fmt) { &q8k } else { &q8 };
+            let QInput { qs, d, t } = input.as_ref().expect("quantized for this format");
+            let j0 = tile * PACK;
+            let rows = (n - j0).min(PACK);
+            acc.fill([0f32; PACK]);
+            for c0 in (0..kb).step_by(chunk) {
+                let cb = chunk.min(kb - c0);
+                let tiled = if w.tiled {
+                    let bsize = avx2::tiled_block_bytes(fmt);
+                    Some(data[(tile * kb + c0) * bsize..].as_ptr())
+                } else {
+                    // Short last tile: repeat its last row (results not stored).
+                    let rp: [*const u8; PACK] = std::array::from_fn(|i| {
+                        data[(j0 + i.min(rows - 1)) * row_bytes + c0 / per * size..].as_ptr()
+                    });
+                    // SAFETY: AVX2 detected; each row holds `cb / per` blocks of `fmt`
+                    // from `c0` (`new` checked the size; KCHUNK is a multiple of 8, so
+                    // chunks hold whole k-quant blocks); u, s, o hold `chunk` blocks.
+                    unsafe {
+                        avx2::pack_tile(fmt, rp, cb / per, 8 * row_bytes, &mut u, &mut s, &mut o)
+                    };
+                    None
+                };
+                let (q_in, d_in, t_in) = (qs.as_ptr(), d.as_ptr(), t.as_ptr());
+                // SAFETY (offsets): r < m and c0 < kb, inside the quantized input.
+                let x = |r: usize| unsafe {
+                    (
+                        q_in.add(r * k + c0 * 32),
+                        d_in.add(r * kb + c0),
+                        t_in.add((r * kb + c0) * 2),
+                    )
+                };
+                let src = match tiled {
+                    Some(p) => avx2::Src::Tiled(fmt == avx2::Packed::Q5_0, p),
+                    None => avx2::Src::Packed(kind, &u, &s, &o),
+                };
+                let mut r = 0;
+                while r < m {
+                    // SAFETY: AVX2 detected; u, s, o (or the tiled bytes from `c0`) hold
+                    // cb blocks of PACK rows; input rows r.. hold cb blocks from c0.
+                    r += unsafe {
+                        match m - r {
+                            1 => avx2::rows_of::<1>(src, cb, [x(r)], &mut acc[r..]),
+                            2 | 3 => avx2::rows_of::<2>(src, cb, [x(r), x(r + 1)], &mut acc[r..]),
+                            _ => avx2::rows_of::<4>(
+                                src,
+                                cb,
+                                std::array::from_fn(|i| x(r + i)),
+                                &mut acc[r..],
+                            ),
+                        }
+                    };
+                }
+            }
+            for (r, a) in acc.iter().enumerate() {
+                // SAFETY: columns j0..j0 + rows of every row of this part's output belong
+                // to this task alone.
+                unsafe {
+                    let dst = out.get().add(r * n + j0);
+                    if rows == PACK {
+                        std::ptr::write_unaligned(dst as *mut [f32; PACK], *a);
+                    } else {
+                        std::ptr::copy_nonoverlapping(a.as_ptr(), dst, rows);
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// A pointer that parallel tasks share, each writing its own disjoint range.
@@ -1568,6 +1681,39 @@ mod tests {
                 ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0
             })
             .collect()
+    }
+
+    fn weight(dtype: GgmlDType, rows: usize, cols: usize, seed: u64, tiled: bool) -> QWeight {
+        let w = Tensor::from_vec(random(rows * cols, seed), (rows, cols), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&w, dtype).unwrap();
+        let w = QWeight::new(dtype, rows, cols, Bytes::owned(&q.data().unwrap())).unwrap();
+        if tiled {
+            w.into_tiled()
+        } else {
+            w
+        }
+    }
+
+    /// Grouped products equal the weights' own products value for value, whatever the
+    /// mix: tiled and per-call packed formats, the two input roundings (Q8_0 and Q8_K),
+    /// short last tiles, and row counts below the packed threshold.
+    #[test]
+    fn grouped_products_equal_products_alone() {
+        let ws = [
+            weight(GgmlDType::Q5_0, 72, 512, 1, true),
+            weight(GgmlDType::Q8_0, 24, 512, 2, true),
+            weight(GgmlDType::Q4K, 40, 512, 3, false),
+            weight(GgmlDType::Q6K, 13, 512, 4, false),
+            weight(GgmlDType::Q4_1, 16, 512, 5, false),
+        ];
+        let refs: Vec<&QWeight> = ws.iter().collect();
+        for m in [1, 2, 3, 4, 8, 9] {
+            let x = random(m * 512, 20 + m as u64);
+            let many = QWeight::matmul_many(&refs, &x, m);
+            for (w, got) in ws.iter().zip(&many) {
+                assert_eq!(*got, w.matmul(&x, m), "{:?} m={m}", w.dtype());
+            }
+        }
     }
 
     /// Our product against candle's `QMatMul` (the plain path) on the same blocks.

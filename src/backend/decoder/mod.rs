@@ -74,6 +74,28 @@ impl Weight {
         }
     }
 
+    /// [`Self::forward_rows`] of several weights over the same rows: our block kernels
+    /// take them in one go (`QWeight::matmul_many`).
+    fn forward_rows_many(
+        ws: &[&Weight],
+        x: &[f32],
+        m: usize,
+    ) -> candle_core::Result<Vec<Vec<f32>>> {
+        let blocks: Option<Vec<&QWeight>> = ws
+            .iter()
+            .map(|w| match w {
+                Self::Blocks(b) => Some(b),
+                Self::Candle(_) => None,
+            })
+            .collect();
+        match blocks {
+            Some(bs) if bs.iter().all(|b| x.len() == m * b.cols()) => {
+                Ok(QWeight::matmul_many(&bs, x, m))
+            }
+            _ => ws.iter().map(|w| w.forward_rows(x, m)).collect(),
+        }
+    }
+
     /// Rows `ids` as a `[ids, cols]` f32 tensor.
     fn embedding(&self, ids: &[u32], device: &Device) -> candle_core::Result<Tensor> {
         match self {
@@ -124,7 +146,25 @@ impl Linear {
 
     /// [`Self::forward`] on the CPU for `m` rows, without tensors.
     fn forward_rows(&self, x: &[f32], m: usize) -> candle_core::Result<Vec<f32>> {
-        let mut y = self.w.forward_rows(x, m)?;
+        let y = self.w.forward_rows(x, m)?;
+        self.add_bias(y)
+    }
+
+    /// [`Self::forward_rows`] of several projections of the same rows.
+    fn forward_rows_many(
+        ls: &[&Linear],
+        x: &[f32],
+        m: usize,
+    ) -> candle_core::Result<Vec<Vec<f32>>> {
+        let ws: Vec<&Weight> = ls.iter().map(|l| &l.w).collect();
+        Weight::forward_rows_many(&ws, x, m)?
+            .into_iter()
+            .zip(ls)
+            .map(|(y, l)| l.add_bias(y))
+            .collect()
+    }
+
+    fn add_bias(&self, mut y: Vec<f32>) -> candle_core::Result<Vec<f32>> {
         if let Some(b) = &self.b {
             with_cpu_f32(b, |b| {
                 for row in y.chunks_exact_mut(b.len()) {
@@ -911,9 +951,12 @@ impl Decoder {
                 _ => (&rope.0 .0, &rope.0 .1),
             };
             let hn = rms_rows(&x, d, &layer.attn_norm, eps)?;
-            let mut q = layer.q.forward_rows(&hn, n)?;
-            let mut k = layer.k.forward_rows(&hn, n)?;
-            let v = layer.v.forward_rows(&hn, n)?;
+            let mut qkv = Linear::forward_rows_many(&[&layer.q, &layer.k, &layer.v], &hn, n)?;
+            let (v, mut k, mut q) = (
+                qkv.pop().expect("three"),
+                qkv.pop().expect("three"),
+                qkv.pop().expect("three"),
+            );
             if let Some(w) = &layer.q_norm {
                 q = rms_rows(&q, hd, w, eps)?;
             }
@@ -944,8 +987,8 @@ impl Decoder {
                 *a += b;
             }
             let hn = rms_rows(&x, d, &layer.ffn_norm, eps)?;
-            let gate = layer.gate.forward_rows(&hn, n)?;
-            let up = layer.up.forward_rows(&hn, n)?;
+            let mut gate_up = Weight::forward_rows_many(&[&layer.gate, &layer.up], &hn, n)?;
+            let (up, gate) = (gate_up.pop().expect("two"), gate_up.pop().expect("two"));
             let act = gated_rows(cfg.arch, &gate, &up);
             let mut y = layer.down.forward_rows(&act, n)?;
             if let Some(w) = &layer.post_ffn_norm {
