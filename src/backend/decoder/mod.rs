@@ -1243,7 +1243,7 @@ mod tests {
         let (kvh, groups, cn, hd, cap, from, width) = (2, 3, 5, 64, 40, 7, 21);
         let rnd = |n: usize, seed: f32| -> Vec<f32> {
             (0..n)
-                .map(|i| ((i as f32 * 0.618 + seed).sin() * 1.7))
+                .map(|i| (i as f32 * 0.618 + seed).sin() * 1.7)
                 .collect()
         };
         let qs = Tensor::from_vec(
