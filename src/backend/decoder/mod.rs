@@ -881,17 +881,25 @@ impl Decoder {
                 None => None,
             });
         }
-        // Every sequence one token on the CPU: the layers run on plain rows (see
-        // `decode_layers`).
-        let decoding = rows && self.device.is_cpu() && tokens.iter().all(|t| t.len() == 1);
-        if decoding {
+        // On the CPU the layers run on plain rows (see `layers_on_rows`); prompts need our
+        // f32 kernels for their block attention.
+        let decoding = tokens.iter().all(|t| t.len() == 1);
+        if rows && self.device.is_cpu() && (decoding || super::sgemm::available()) {
             let xs = x.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
             let rows = |c: &Tensor, s: &Tensor| -> candle_core::Result<RopeRows> {
                 Ok((c.flatten_all()?.to_vec1()?, s.flatten_all()?.to_vec1()?))
             };
             let global = rows(&cos, &sin)?;
             let sliding = swa_tables.as_ref().map(|(c, s)| rows(c, s)).transpose()?;
-            let xs = self.decode_layers(seqs, xs, (&global, sliding.as_ref()), &windows)?;
+            let lens: Vec<usize> = tokens.iter().map(|t| t.len()).collect();
+            let xs = self.layers_on_rows(
+                seqs,
+                &lens,
+                xs,
+                (&global, sliding.as_ref()),
+                &windows,
+                (&masks, &masks_swa),
+            )?;
             x = Tensor::from_vec(xs, (total, cfg.n_embd), &self.device)?;
         } else {
             for (l, layer) in self.layers.iter().enumerate() {
@@ -996,23 +1004,37 @@ impl Decoder {
         (0..starts.len()).map(|i| logits.get(i)).collect()
     }
 
-    /// Every layer for one new token per sequence, on the CPU: rows of f32 values
-    /// straight into the products and the attention over the caches, without tensor
-    /// ops. At 8 sequences the tensor path spent a tenth of a step in candle's op
+    /// Every layer on the CPU as rows of f32 values (`lens[i]` new tokens of sequence
+    /// `i`, one after another), straight into the products, without tensor ops. At 8
+    /// decoding sequences the tensor path spent a tenth of a step in candle's op
     /// overhead (allocations, layouts, thread hand-offs for a few thousand values) while
-    /// the second core waited (issue 13). Every operation is the tensor path's, in
-    /// the same order, so the values are the same. `rope`: the `cos` and `sin` rows
-    /// of the global layers and, for models with sliding layers, of those.
-    fn decode_layers(
+    /// the second core waited (issue 13). Every operation is the tensor path's, in the
+    /// same order, so the values are the same; one new token per sequence attends
+    /// straight over the caches (`decode_attention`), prompts in blocks of queries as
+    /// the tensor path does (`attend_block_cpu`). `rope`: the `cos` and `sin` rows of
+    /// the global layers and, for models with sliding layers, of those; `masks`: per
+    /// sequence, for global and sliding layers.
+    fn layers_on_rows(
         &self,
         seqs: &mut [&mut Sequence],
+        lens: &[usize],
         mut x: Vec<f32>,
         rope: (&RopeRows, Option<&RopeRows>),
         windows: &[usize],
+        masks: (&[Option<Tensor>], &[Option<Tensor>]),
     ) -> candle_core::Result<Vec<f32>> {
         let cfg = &self.config;
         let (h, kvh, hd, d) = (cfg.n_head, cfg.n_head_kv, cfg.head_dim, cfg.n_embd);
-        let n = seqs.len();
+        let n: usize = lens.iter().sum();
+        let decoding = lens.iter().all(|&l| l == 1);
+        let starts: Vec<usize> = lens
+            .iter()
+            .scan(0, |a, &l| {
+                let s = *a;
+                *a += l;
+                Some(s)
+            })
+            .collect();
         let eps = cfg.rms_eps;
         let scale = cfg.attn_scale as f32;
         let halves = cfg.arch.rope_halves();
@@ -1047,11 +1069,17 @@ impl Decoder {
             let vt = Tensor::from_vec(v, (n, kvh, hd), &self.device)?;
             for (i, s) in seqs.iter_mut().enumerate() {
                 let (kc, vc) = &mut s.layers[l];
-                append(kc, s.len, &kt.narrow(0, i, 1)?.reshape((kvh, 1, hd))?)?;
-                append(vc, s.len, &vt.narrow(0, i, 1)?.reshape((kvh, 1, hd))?)?;
+                let (a, len) = (starts[i], lens[i]);
+                append(kc, s.len, &kt.narrow(0, a, len)?.transpose(0, 1)?)?;
+                append(vc, s.len, &vt.narrow(0, a, len)?.transpose(0, 1)?)?;
             }
-            let from = if sliding { windows } else { &no_window };
-            let o = decode_attention(&q, seqs, l, from, (h, kvh, hd))?;
+            let o = if decoding {
+                let from = if sliding { windows } else { &no_window };
+                decode_attention(&q, seqs, l, from, (h, kvh, hd))?
+            } else {
+                let masks = if sliding { masks.1 } else { masks.0 };
+                self.prompt_attention(&q, seqs, l, (&starts, lens), windows, masks, sliding)?
+            };
             let mut y = layer.o.forward_rows(&o, n)?;
             if let Some(w) = &layer.post_attn_norm {
                 y = rms_rows(&y, d, w, eps)?;
@@ -1072,6 +1100,64 @@ impl Decoder {
             }
         }
         Ok(x)
+    }
+
+    /// Attention of every sequence's new tokens (rows `starts[i]..starts[i] + lens[i]`
+    /// of `q`, token-major and scaled, their keys and values already appended to layer
+    /// `l`'s caches), in blocks of `QUERY_BLOCK` queries as the tensor path attends:
+    /// the same blocks through `attend_block_cpu`, so the same values. Returns
+    /// token-major `[rows, h · hd]`.
+    #[allow(clippy::too_many_arguments)]
+    fn prompt_attention(
+        &self,
+        q: &[f32],
+        seqs: &[&mut Sequence],
+        l: usize,
+        (starts, lens): (&[usize], &[usize]),
+        windows: &[usize],
+        masks: &[Option<Tensor>],
+        sliding: bool,
+    ) -> candle_core::Result<Vec<f32>> {
+        let cfg = &self.config;
+        let (h, kvh, hd) = (cfg.n_head, cfg.n_head_kv, cfg.head_dim);
+        let groups = h / kvh;
+        let mut out = vec![0f32; q.len()];
+        for (i, s) in seqs.iter().enumerate() {
+            let (a, n, past) = (starts[i], lens[i], s.len);
+            let (kc, vc) = &s.layers[l];
+            let from = if sliding { windows[i] } else { 0 };
+            let mut c0 = 0;
+            while c0 < n {
+                let cn = (n - c0).min(QUERY_BLOCK);
+                let width = past + c0 + cn - from;
+                // [kvh, groups * cn, hd]: query heads sharing a KV head, as the tensor
+                // path lays them out.
+                let mut qs = vec![0f32; h * cn * hd];
+                for hh in 0..h {
+                    for c in 0..cn {
+                        let src = ((a + c0 + c) * h + hh) * hd;
+                        qs[(hh * cn + c) * hd..(hh * cn + c + 1) * hd]
+                            .copy_from_slice(&q[src..src + hd]);
+                    }
+                }
+                let qs = Tensor::from_vec(qs, (kvh, groups * cn, hd), &self.device)?;
+                let m = match &masks[i] {
+                    Some(m) => Some(m.narrow(0, c0, cn)?.narrow(1, 0, width)?),
+                    None => None,
+                };
+                let o = attend_block_cpu(&qs, (kc, vc), (from, width), m.as_ref(), cn)?;
+                let o = o.flatten_all()?.to_vec1::<f32>()?; // [h, cn, hd]
+                for hh in 0..h {
+                    for c in 0..cn {
+                        let dst = ((a + c0 + c) * h + hh) * hd;
+                        out[dst..dst + hd]
+                            .copy_from_slice(&o[(hh * cn + c) * hd..(hh * cn + c + 1) * hd]);
+                    }
+                }
+                c0 += cn;
+            }
+        }
+        Ok(out)
     }
 
     /// The rest of a layer after attention: output projection, residual, feed-forward.
@@ -1228,6 +1314,47 @@ mod tests {
                             (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
                         };
                         assert_eq!(argmax(&x), argmax(&y), "{arch} {file} step {step}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Prompts on rows give the tensor path's logits bit for bit: a prompt longer than
+    /// a query block, then a batch of a one-token sequence beside a prompt, for every
+    /// architecture, f32 and quantized.
+    #[test]
+    fn prompts_on_rows_equal_the_tensor_path_bit_for_bit() {
+        if !crate::backend::sgemm::available() {
+            return;
+        }
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/decoder");
+        for arch in ["gemma3", "qwen2", "llama"] {
+            for file in ["model-f32.gguf", "model-q4_k_m.gguf"] {
+                let path = std::path::PathBuf::from(format!("{root}/{arch}/{file}"));
+                let model = open(&path, &Device::Cpu).unwrap();
+                let vocab = model.vocab() as u32;
+                let ids = |n: u32, salt: u32| -> Vec<u32> {
+                    (0..n).map(|t| (t * 31 + salt) % vocab).collect()
+                };
+                let mut a: Vec<Sequence> = (0..2).map(|_| Sequence::new()).collect();
+                let mut b: Vec<Sequence> = (0..2).map(|_| Sequence::new()).collect();
+                let feeds: [Vec<Vec<u32>>; 3] = [
+                    vec![ids(150, 7), ids(3, 1)],
+                    vec![ids(1, 5), ids(37, 2)],
+                    vec![ids(20, 9), ids(1, 4)],
+                ];
+                for (step, feed) in feeds.iter().enumerate() {
+                    let toks: Vec<&[u32]> = feed.iter().map(|t| &t[..]).collect();
+                    let mut ra: Vec<&mut Sequence> = a.iter_mut().collect();
+                    let mut rb: Vec<&mut Sequence> = b.iter_mut().collect();
+                    let la = model.forward_pass_with(&mut ra, &toks, true).unwrap();
+                    let lb = model.forward_pass_with(&mut rb, &toks, false).unwrap();
+                    for (x, y) in la.iter().zip(&lb) {
+                        let (x, y): (Vec<f32>, Vec<f32>) =
+                            (x.to_vec1().unwrap(), y.to_vec1().unwrap());
+                        let same = x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits());
+                        assert!(same, "{arch} {file} feed {step}: rows and tensors differ");
                     }
                 }
             }
