@@ -1263,58 +1263,72 @@ mod tests {
         assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
     }
 
-    /// The decoding rows path against the tensor path (which attends through candle's
-    /// matmul and softmax, not `decode_attention`): logits within 1e-4 of the largest
-    /// and the same greedy token, for every architecture (Gemma 3: QK-norm, sandwich
-    /// norms, sliding layers; Qwen 2: biases; Llama: interleaved rope), f32 and
+    /// The six decoder fixtures (gemma3, qwen2, llama; f32 and Q4_K_M), named.
+    fn fixture_models() -> Vec<(String, Decoder)> {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/decoder");
+        let mut out = Vec::new();
+        for arch in ["gemma3", "qwen2", "llama"] {
+            for file in ["model-f32.gguf", "model-q4_k_m.gguf"] {
+                let path = std::path::PathBuf::from(format!("{root}/{arch}/{file}"));
+                out.push((format!("{arch} {file}"), open(&path, &Device::Cpu).unwrap()));
+            }
+        }
+        out
+    }
+
+    /// Feeds `toks` to sequences `a` on rows and `b` on tensors: each sequence's logits
+    /// from both.
+    fn rows_and_tensors(
+        model: &Decoder,
+        a: &mut [Sequence],
+        b: &mut [Sequence],
+        toks: &[&[u32]],
+    ) -> Vec<(Vec<f32>, Vec<f32>)> {
+        let mut ra: Vec<&mut Sequence> = a.iter_mut().collect();
+        let mut rb: Vec<&mut Sequence> = b.iter_mut().collect();
+        let la = model.forward_pass_with(&mut ra, toks, true).unwrap();
+        let lb = model.forward_pass_with(&mut rb, toks, false).unwrap();
+        la.iter()
+            .zip(&lb)
+            .map(|(x, y)| (x.to_vec1().unwrap(), y.to_vec1().unwrap()))
+            .collect()
+    }
+
+    /// The decoding rows path against the tensor path, which for one token per sequence
+    /// attends in blocks rather than with `decode_attention`: logits within 1e-4 of the
+    /// largest and the same greedy token, for every architecture (Gemma 3: QK-norm,
+    /// sandwich norms, sliding layers; Qwen 2: biases; Llama: interleaved rope), f32 and
     /// quantized weights, and sequences of different lengths. (Before the tensor
     /// decoding code was removed, the rows path matched it bit for bit.)
     #[test]
     fn decoding_rows_match_the_tensor_path() {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/decoder");
-        for arch in ["gemma3", "qwen2", "llama"] {
-            for file in ["model-f32.gguf", "model-q4_k_m.gguf"] {
-                let path = std::path::PathBuf::from(format!("{root}/{arch}/{file}"));
-                let model = open(&path, &Device::Cpu).unwrap();
-                let vocab = model.vocab() as u32;
-                let prompts: [Vec<u32>; 3] = std::array::from_fn(|i| {
-                    (0..5 + 7 * i as u32)
-                        .map(|t| (t * 31 + 7) % vocab)
-                        .collect()
-                });
-                let mut a: Vec<Sequence> = (0..3).map(|_| Sequence::new()).collect();
-                let mut b: Vec<Sequence> = (0..3).map(|_| Sequence::new()).collect();
-                for (i, p) in prompts.iter().enumerate() {
-                    model.forward(&mut [&mut a[i]], &[p]).unwrap();
-                    model.forward(&mut [&mut b[i]], &[p]).unwrap();
-                }
-                for step in 0..6u32 {
-                    let toks: Vec<[u32; 1]> = (0..3u32)
-                        .map(|i| [(step * 13 + i * 5 + 1) % vocab])
-                        .collect();
-                    let toks: Vec<&[u32]> = toks.iter().map(|t| &t[..]).collect();
-                    let mut ra: Vec<&mut Sequence> = a.iter_mut().collect();
-                    let mut rb: Vec<&mut Sequence> = b.iter_mut().collect();
-                    let la = model.forward_pass_with(&mut ra, &toks, true).unwrap();
-                    let lb = model.forward_pass_with(&mut rb, &toks, false).unwrap();
-                    for (x, y) in la.iter().zip(&lb) {
-                        let (x, y): (Vec<f32>, Vec<f32>) =
-                            (x.to_vec1().unwrap(), y.to_vec1().unwrap());
-                        let top = y.iter().fold(0f32, |m, v| m.max(v.abs()));
-                        let diff = x
-                            .iter()
-                            .zip(&y)
-                            .map(|(p, q)| (p - q).abs())
-                            .fold(0f32, f32::max);
-                        assert!(
-                            diff <= 1e-4 * top,
-                            "{arch} {file} step {step}: {diff} of {top}"
-                        );
-                        let argmax = |v: &[f32]| {
-                            (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
-                        };
-                        assert_eq!(argmax(&x), argmax(&y), "{arch} {file} step {step}");
-                    }
+        for (name, model) in fixture_models() {
+            let vocab = model.vocab() as u32;
+            let mut a: Vec<Sequence> = (0..3).map(|_| Sequence::new()).collect();
+            let mut b: Vec<Sequence> = (0..3).map(|_| Sequence::new()).collect();
+            for i in 0..3 {
+                let p: Vec<u32> = (0..5 + 7 * i as u32)
+                    .map(|t| (t * 31 + 7) % vocab)
+                    .collect();
+                model.forward(&mut [&mut a[i]], &[&p]).unwrap();
+                model.forward(&mut [&mut b[i]], &[&p]).unwrap();
+            }
+            for step in 0..6u32 {
+                let toks: Vec<[u32; 1]> = (0..3u32)
+                    .map(|i| [(step * 13 + i * 5 + 1) % vocab])
+                    .collect();
+                let toks: Vec<&[u32]> = toks.iter().map(|t| &t[..]).collect();
+                for (x, y) in rows_and_tensors(&model, &mut a, &mut b, &toks) {
+                    let top = y.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    let diff = x
+                        .iter()
+                        .zip(&y)
+                        .map(|(p, q)| (p - q).abs())
+                        .fold(0f32, f32::max);
+                    assert!(diff <= 1e-4 * top, "{name} step {step}: {diff} of {top}");
+                    let argmax =
+                        |v: &[f32]| (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b });
+                    assert_eq!(argmax(&x), argmax(&y), "{name} step {step}");
                 }
             }
         }
@@ -1328,34 +1342,23 @@ mod tests {
         if !crate::backend::sgemm::available() {
             return;
         }
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/decoder");
-        for arch in ["gemma3", "qwen2", "llama"] {
-            for file in ["model-f32.gguf", "model-q4_k_m.gguf"] {
-                let path = std::path::PathBuf::from(format!("{root}/{arch}/{file}"));
-                let model = open(&path, &Device::Cpu).unwrap();
-                let vocab = model.vocab() as u32;
-                let ids = |n: u32, salt: u32| -> Vec<u32> {
-                    (0..n).map(|t| (t * 31 + salt) % vocab).collect()
-                };
-                let mut a: Vec<Sequence> = (0..2).map(|_| Sequence::new()).collect();
-                let mut b: Vec<Sequence> = (0..2).map(|_| Sequence::new()).collect();
-                let feeds: [Vec<Vec<u32>>; 3] = [
-                    vec![ids(150, 7), ids(3, 1)],
-                    vec![ids(1, 5), ids(37, 2)],
-                    vec![ids(20, 9), ids(1, 4)],
-                ];
-                for (step, feed) in feeds.iter().enumerate() {
-                    let toks: Vec<&[u32]> = feed.iter().map(|t| &t[..]).collect();
-                    let mut ra: Vec<&mut Sequence> = a.iter_mut().collect();
-                    let mut rb: Vec<&mut Sequence> = b.iter_mut().collect();
-                    let la = model.forward_pass_with(&mut ra, &toks, true).unwrap();
-                    let lb = model.forward_pass_with(&mut rb, &toks, false).unwrap();
-                    for (x, y) in la.iter().zip(&lb) {
-                        let (x, y): (Vec<f32>, Vec<f32>) =
-                            (x.to_vec1().unwrap(), y.to_vec1().unwrap());
-                        let same = x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits());
-                        assert!(same, "{arch} {file} feed {step}: rows and tensors differ");
-                    }
+        for (name, model) in fixture_models() {
+            let vocab = model.vocab() as u32;
+            let ids = |n: u32, salt: u32| -> Vec<u32> {
+                (0..n).map(|t| (t * 31 + salt) % vocab).collect()
+            };
+            let mut a: Vec<Sequence> = (0..2).map(|_| Sequence::new()).collect();
+            let mut b: Vec<Sequence> = (0..2).map(|_| Sequence::new()).collect();
+            let feeds: [Vec<Vec<u32>>; 3] = [
+                vec![ids(150, 7), ids(3, 1)],
+                vec![ids(1, 5), ids(37, 2)],
+                vec![ids(20, 9), ids(1, 4)],
+            ];
+            for (step, feed) in feeds.iter().enumerate() {
+                let toks: Vec<&[u32]> = feed.iter().map(|t| &t[..]).collect();
+                for (x, y) in rows_and_tensors(&model, &mut a, &mut b, &toks) {
+                    let same = x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits());
+                    assert!(same, "{name} feed {step}: rows and tensors differ");
                 }
             }
         }
