@@ -87,17 +87,24 @@ pub(crate) fn with_cpu_f32<R>(
 /// the softmax as candle's: max subtracted, `exp`, divided by the sum. Decoding attention of
 /// both model families uses it.
 pub(crate) fn softmax_mix(scores: &mut [f32], vals: &[f32], out: &mut [f32]) {
+    softmax(scores);
+    for (&w, val) in scores.iter().zip(vals.chunks_exact(out.len())) {
+        for (a, &b) in out.iter_mut().zip(val) {
+            *a += w * b;
+        }
+    }
+}
+
+/// Softmax in place, as candle's: max subtracted, `exp`, divided by the sum.
+pub(crate) fn softmax(scores: &mut [f32]) {
     let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
     let mut sum = 0f32;
     for s in scores.iter_mut() {
         *s = (*s - max).exp();
         sum += *s;
     }
-    for (&s, val) in scores.iter().zip(vals.chunks_exact(out.len())) {
-        let w = s / sum;
-        for (a, &b) in out.iter_mut().zip(val) {
-            *a += w * b;
-        }
+    for s in scores.iter_mut() {
+        *s /= sum;
     }
 }
 

@@ -468,15 +468,7 @@ fn attend_block_cpu(
                                 *a += b;
                             }
                         }
-                        let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                        let mut sum = 0f32;
-                        for a in row.iter_mut() {
-                            *a = (*a - max).exp();
-                            sum += *a;
-                        }
-                        for a in row.iter_mut() {
-                            *a /= sum;
-                        }
+                        crate::backend::softmax(row);
                     }
                 });
                 let mut vt = vec![0f32; hd * width];
