@@ -891,7 +891,7 @@ impl Decoder {
             let lens: Vec<usize> = tokens.iter().map(|t| t.len()).collect();
             let xs = self.layers_on_rows(
                 seqs,
-                &lens,
+                (&starts, &lens),
                 xs,
                 (&global, sliding.as_ref()),
                 &windows,
@@ -1002,7 +1002,7 @@ impl Decoder {
     }
 
     /// Every layer on the CPU as rows of f32 values (`lens[i]` new tokens of sequence
-    /// `i`, one after another), straight into the products, without tensor ops. At 8
+    /// `i` from row `starts[i]`), straight into the products, without tensor ops. At 8
     /// decoding sequences the tensor path spent a tenth of a step in candle's op
     /// overhead (allocations, layouts, thread hand-offs for a few thousand values) while
     /// the second core waited (issue 13). Every operation is the tensor path's, in the
@@ -1014,7 +1014,7 @@ impl Decoder {
     fn layers_on_rows(
         &self,
         seqs: &mut [&mut Sequence],
-        lens: &[usize],
+        (starts, lens): (&[usize], &[usize]),
         mut x: Vec<f32>,
         rope: (&RopeRows, Option<&RopeRows>),
         windows: &[usize],
@@ -1024,14 +1024,6 @@ impl Decoder {
         let (h, kvh, hd, d) = (cfg.n_head, cfg.n_head_kv, cfg.head_dim, cfg.n_embd);
         let n: usize = lens.iter().sum();
         let decoding = lens.iter().all(|&l| l == 1);
-        let starts: Vec<usize> = lens
-            .iter()
-            .scan(0, |a, &l| {
-                let s = *a;
-                *a += l;
-                Some(s)
-            })
-            .collect();
         let eps = cfg.rms_eps;
         let scale = cfg.attn_scale as f32;
         let halves = cfg.arch.rope_halves();
@@ -1075,7 +1067,7 @@ impl Decoder {
                 decode_attention(&q, seqs, l, from, (h, kvh, hd))?
             } else {
                 let masks = if sliding { masks.1 } else { masks.0 };
-                self.prompt_attention(&q, seqs, l, (&starts, lens), windows, masks, sliding)?
+                self.prompt_attention(&q, seqs, l, (starts, lens), windows, masks, sliding)?
             };
             let mut y = layer.o.forward_rows(&o, n)?;
             if let Some(w) = &layer.post_attn_norm {
