@@ -56,8 +56,19 @@ fn main() -> Result<()> {
         ("nllb head", 256206, 1024),
     ];
     println!(
-        "{:<12} {:>5} {:>9} {:>9} {:>9} {:>9} {:>6} {:>8} {:>8} {:>9}",
-        "shape", "rows", "int8", "q8_0", "f32", "packed", "GB/s", "i8/q8", "i8/f32", "pk/f32"
+        "{:<12} {:>5} {:>9} {:>9} {:>9} {:>9} {:>6} {:>8} {:>8} {:>9} {:>9} {:>9}",
+        "shape",
+        "rows",
+        "int8",
+        "q8_0",
+        "f32",
+        "packed",
+        "GB/s",
+        "i8/q8",
+        "i8/f32",
+        "pk/f32",
+        "split",
+        "bound"
     );
     for (name, n, k) in shapes {
         if !name.contains(only.as_str()) {
@@ -70,6 +81,9 @@ fn main() -> Result<()> {
         let wt = w.t()?.contiguous()?;
         let packed = tarjuma::backend::sgemm::available()
             .then(|| tarjuma::backend::sgemm::PackedF32::pack(&wv, n, k));
+        // LM heads are stored split; one row can be bounded from half of them.
+        let split = (tarjuma::backend::sgemm::available() && rows.contains(&1))
+            .then(|| tarjuma::backend::sgemm::PackedF32::pack_split(&wv, n, k));
         for &m in &rows {
             let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
             let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
@@ -99,8 +113,23 @@ fn main() -> Result<()> {
                 }
                 None => ("-".into(), "-".into(), "-".into()),
             };
+            // One row: the split matrix's product, and its bound from the upper halves
+            // (as GB/s of the bytes each reads).
+            let (gsplit, gbound) = match (&split, m) {
+                (Some(sp), 1) => {
+                    let ts = time(reps, || {
+                        std::hint::black_box(sp.matmul(&xv, 1, None));
+                    });
+                    let tb = time(reps, || {
+                        std::hint::black_box(sp.bounded_row(&xv, None));
+                    });
+                    let gb = |bytes: usize, t: f64| format!("{:.1}", bytes as f64 / t / 1e9);
+                    (gb(n * k * 4, ts), gb(n * k * 2, tb))
+                }
+                _ => ("-".into(), "-".into()),
+            };
             println!(
-                "{name:<12} {m:>5} {:>9.1} {:>9.1} {:>9.1} {gv:>9} {gbs:>6} {:>7.2}x {:>7.2}x {ratio:>9}",
+                "{name:<12} {m:>5} {:>9.1} {:>9.1} {:>9.1} {gv:>9} {gbs:>6} {:>7.2}x {:>7.2}x {ratio:>9} {gsplit:>9} {gbound:>9}",
                 g(ti),
                 g(tq),
                 g(tf),

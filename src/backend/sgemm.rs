@@ -53,10 +53,50 @@ pub fn available() -> bool {
 pub struct PackedF32 {
     n: usize,
     k: usize,
-    /// `n.div_ceil(NR)` panels of `k × NR` values from `data[start]` (64-byte aligned,
-    /// so no load splits a cache line); channels past `n` are zero.
-    data: Vec<f32>,
-    start: usize,
+    store: Store,
+}
+
+/// `n.div_ceil(NR)` panels of `k × NR` values from `start` (or `hs` and `ls`; 64-byte
+/// aligned, so no load splits a cache line); channels past `n` are zero.
+enum Store {
+    F32 {
+        data: Vec<f32>,
+        start: usize,
+    },
+    /// Each value's upper 16 bits (a bfloat16) in `hi` and its lower 16 bits in `lo`,
+    /// same layout, except that inside each input index the channels are stored in the
+    /// order [`split_slot`] gives (AVX2's 16-bit unpacks interleave 128-bit halves).
+    Split {
+        hi: Vec<u16>,
+        lo: Vec<u16>,
+        hs: usize,
+        ls: usize,
+    },
+}
+
+/// Calls `put(at, j, v)` for every value `v` of `w` (row-major [n, k]), where `at` is
+/// where its panel's slot for its input index starts and `j` its channel in the panel.
+fn in_panel_order(w: &[f32], n: usize, k: usize, mut put: impl FnMut(usize, usize, f32)) {
+    assert_eq!(
+        w.len(),
+        n * k,
+        "matrix has {} values, not {n} × {k}",
+        w.len()
+    );
+    for p in 0..n.div_ceil(NR) {
+        for j in 0..NR.min(n - p * NR) {
+            let row = &w[(p * NR + j) * k..(p * NR + j + 1) * k];
+            for (kk, &v) in row.iter().enumerate() {
+                put((p * k + kk) * NR, j, v);
+            }
+        }
+    }
+}
+
+/// Where channel `j` (of 16) of a split panel is stored: 0–3 and 12–15 in place, 4–7
+/// and 8–11 swapped, so that unpacking the low and high halves yields 0–7 and 8–15.
+const fn split_slot(j: usize) -> usize {
+    (j & 3) | ((j & 4) << 1) | ((j & 8) >> 1)
 }
 
 impl std::fmt::Debug for PackedF32 {
@@ -68,26 +108,36 @@ impl std::fmt::Debug for PackedF32 {
 impl PackedF32 {
     /// Packs `w`, row-major [n, k] (PyTorch's [out, in]).
     pub fn pack(w: &[f32], n: usize, k: usize) -> Self {
-        assert_eq!(
-            w.len(),
-            n * k,
-            "matrix has {} values, not {n} × {k}",
-            w.len()
-        );
-        let panels = n.div_ceil(NR);
         // Huge pages: one-row decoding streams the whole matrix per token.
-        let mut data = crate::backend::hugepages::filled(panels * k * NR + NR, 0f32);
+        let mut data = crate::backend::hugepages::filled(n.div_ceil(NR) * k * NR + NR, 0f32);
         let start = data.as_ptr().align_offset(64).min(NR);
-        for p in 0..panels {
-            let panel = &mut data[start + p * k * NR..start + (p + 1) * k * NR];
-            for j in 0..NR.min(n - p * NR) {
-                let row = &w[(p * NR + j) * k..(p * NR + j + 1) * k];
-                for (kk, &v) in row.iter().enumerate() {
-                    panel[kk * NR + j] = v;
-                }
-            }
-        }
-        PackedF32 { n, k, data, start }
+        in_panel_order(w, n, k, |at, j, v| data[start + at + j] = v);
+        let store = Store::F32 { data, start };
+        PackedF32 { n, k, store }
+    }
+
+    /// Packs `w` as [`PackedF32::pack`] does, but with each value's upper and lower 16
+    /// bits apart. Products are bit for bit those of `pack`; besides, one row's logits
+    /// can be bounded from the upper halves alone ([`PackedF32::bounded_row`]), which
+    /// reads half the bytes. For LM heads, where greedy decoding needs only the argmax.
+    pub fn pack_split(w: &[f32], n: usize, k: usize) -> Self {
+        let len = n.div_ceil(NR) * k * NR + 32;
+        let mut hi = crate::backend::hugepages::filled(len, 0u16);
+        let mut lo = crate::backend::hugepages::filled(len, 0u16);
+        let hs = hi.as_ptr().align_offset(64).min(32);
+        let ls = lo.as_ptr().align_offset(64).min(32);
+        in_panel_order(w, n, k, |at, j, v| {
+            let (bits, at) = (v.to_bits(), at + split_slot(j));
+            hi[hs + at] = (bits >> 16) as u16;
+            lo[ls + at] = bits as u16;
+        });
+        let store = Store::Split { hi, lo, hs, ls };
+        PackedF32 { n, k, store }
+    }
+
+    /// Whether the values are stored split (see [`PackedF32::pack_split`]).
+    pub fn is_split(&self) -> bool {
+        matches!(self.store, Store::Split { .. })
     }
 
     /// Output channels.
@@ -130,6 +180,101 @@ impl PackedF32 {
         y
     }
 
+    /// For one input row `x`: each output from the upper halves of the weights alone
+    /// (bfloat16, half the bytes), and a bound `e` with |approx − exact| ≤ e, where
+    /// exact is what [`PackedF32::matmul`] returns. `None` unless the matrix is split
+    /// and every value is finite (then only the exact product will do).
+    ///
+    /// The bound: truncating a weight to its upper half moves it by less than 2⁻⁷ of
+    /// itself, so |x·w − x·hi| < 2⁻⁷ Σ|x||hi|; both float sums add at most
+    /// γ(k) = k·2⁻²⁴ (1 + …) of Σ|x||w| in rounding (Higham, "Accuracy and Stability of
+    /// Numerical Algorithms", 2002, §3.1). Σ|x||hi| is summed in the same pass.
+    pub fn bounded_row(&self, x: &[f32], bias: Option<&[f32]>) -> Option<(Vec<f32>, Vec<f32>)> {
+        let (n, k) = (self.n, self.k);
+        let Store::Split { hi, hs, .. } = &self.store else {
+            return None;
+        };
+        assert!(available(), "the packed f32 kernels need AVX2 and FMA");
+        crate::backend::check_product(x, 1, (n, k), bias);
+        if !x.iter().all(|v| v.is_finite()) || !bias.is_none_or(|b| b.iter().all(|v| v.is_finite()))
+        {
+            return None;
+        }
+        let panels = n.div_ceil(NR);
+        let (mut a, mut e) = (vec![0f32; panels * NR], vec![0f32; panels * NR]);
+        let (ap, ep) = (
+            crate::backend::qmm::SendPtr::new(a.as_mut_ptr()),
+            crate::backend::qmm::SendPtr::new(e.as_mut_ptr()),
+        );
+        let groups = panels.div_ceil(PANELS_PER_ITEM);
+        crate::backend::qmm::parallel(groups, n * k >= 1 << 18, |items| {
+            for g in items {
+                for p in g * PANELS_PER_ITEM..(g * PANELS_PER_ITEM + PANELS_PER_ITEM).min(panels) {
+                    // SAFETY: AVX2 and FMA asserted; panel p has k × NR values from its
+                    // offset; each task writes its own panels' NR outputs.
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        x86::bounded_panel(
+                            x.as_ptr(),
+                            k,
+                            hi.as_ptr().add(hs + p * k * NR),
+                            ap.get().add(p * NR),
+                            ep.get().add(p * NR),
+                        )
+                    };
+                }
+            }
+        });
+        a.truncate(n);
+        e.truncate(n);
+        // Rounding: at most γ(k + 64) of Σ|x||w| in each sum, Σ|x||w| ≤ (1 + 2⁻⁷) Σ|x||hi|,
+        // plus the bias's addition, then margins for this bound's own rounding and for
+        // comparisons made in f64. Subnormal weights truncate by less than 2⁻¹³³ each.
+        let gamma = 1.01 * (k + 64) as f64 * (-24f64).exp2();
+        let c = ((2f64.powi(-7) + 2.01 * gamma + 4.0 * (-24f64).exp2()) * (1.0 + gamma) * 1.0001)
+            as f32;
+        let tiny = (x.iter().map(|v| v.abs() as f64).sum::<f64>() * (-120f64).exp2()
+            + (-126f64).exp2()) as f32;
+        for (c_, (av, ev)) in a.iter_mut().zip(e.iter_mut()).enumerate() {
+            let b = bias.map_or(0.0, |b| b[c_]);
+            *av += b;
+            *ev = c * (*ev + b.abs()) + tiny + av.abs() * (-20f32).exp2();
+        }
+        (a.iter().all(|v| v.is_finite()) && e.iter().all(|v| v.is_finite())).then_some((a, e))
+    }
+
+    /// What [`PackedF32::matmul`] returns for one row `x` at the outputs `cs`, summed
+    /// alone in the kernel's order: per 256-deep slice, fused multiply-adds in input
+    /// order from zero, then the slice added to the bias (or zero) or to the sum so far.
+    pub fn exact_at(&self, x: &[f32], bias: Option<&[f32]>, cs: &[usize]) -> Vec<f32> {
+        let (n, k) = (self.n, self.k);
+        crate::backend::check_product(x, 1, (n, k), bias);
+        let value = |c: usize, kk: usize| -> f32 {
+            let (p, j) = (c / NR, c % NR);
+            match &self.store {
+                Store::F32 { data, start } => data[start + (p * k + kk) * NR + j],
+                Store::Split { hi, lo, hs, ls } => {
+                    let at = (p * k + kk) * NR + split_slot(j);
+                    f32::from_bits(((hi[hs + at] as u32) << 16) | lo[ls + at] as u32)
+                }
+            }
+        };
+        cs.iter()
+            .map(|&c| {
+                assert!(c < n, "output {c} of {n}");
+                let mut y = bias.map_or(0.0, |b| b[c]);
+                for k0 in (0..k).step_by(KC) {
+                    let mut acc = 0f32;
+                    for (kk, &xv) in x.iter().enumerate().take((k0 + KC).min(k)).skip(k0) {
+                        acc = xv.mul_add(value(c, kk), acc);
+                    }
+                    y += acc;
+                }
+                y
+            })
+            .collect()
+    }
+
     /// Rows `rows` × panels `ps` of the product, written into `y` ([m, n]).
     ///
     /// # Safety
@@ -143,7 +288,19 @@ impl PackedF32 {
         y: *mut f32,
     ) {
         let (n, k) = (self.n, self.k);
-        let panel = |p: usize, k0: usize| self.data.as_ptr().add(self.start + (p * k + k0) * NR);
+        // A panel's slice: (values or upper halves, lower halves or null).
+        let panel = |p: usize, k0: usize| -> (*const u8, *const u8) {
+            let at = (p * k + k0) * NR;
+            match &self.store {
+                Store::F32 { data, start } => {
+                    (data.as_ptr().add(start + at).cast(), std::ptr::null())
+                }
+                Store::Split { hi, lo, hs, ls } => (
+                    hi.as_ptr().add(hs + at).cast(),
+                    lo.as_ptr().add(ls + at).cast(),
+                ),
+            }
+        };
         // `next`: the slice visited after this one, fetched into cache while the first
         // row block works on this one.
         let tile = |p: usize, k0: usize, next: Option<(usize, usize)>| {
@@ -160,14 +317,16 @@ impl PackedF32 {
             let mut r = rows.start;
             while r < rows.end {
                 let rr = MR.min(rows.end - r);
+                let (w, lo) = panel(p, k0);
                 let t = Tile {
                     x: x.as_ptr().add(r * k + k0),
                     ldx: k,
-                    w: panel(p, k0),
+                    w,
+                    lo,
                     depth,
                     prefetch: match next {
                         Some((np, nk)) if r == rows.start => panel(np, nk),
-                        _ => std::ptr::null(),
+                        _ => (std::ptr::null(), std::ptr::null()),
                     },
                     y: y.add(r * n + c0),
                     ldy: n,
@@ -175,13 +334,19 @@ impl PackedF32 {
                     init,
                 };
                 #[cfg(target_arch = "x86_64")]
-                match rr {
-                    6 => x86::tile::<6>(&t),
-                    5 => x86::tile::<5>(&t),
-                    4 => x86::tile::<4>(&t),
-                    3 => x86::tile::<3>(&t),
-                    2 => x86::tile::<2>(&t),
-                    _ => x86::tile::<1>(&t),
+                match (rr, t.lo.is_null()) {
+                    (6, true) => x86::tile::<6, false>(&t),
+                    (5, true) => x86::tile::<5, false>(&t),
+                    (4, true) => x86::tile::<4, false>(&t),
+                    (3, true) => x86::tile::<3, false>(&t),
+                    (2, true) => x86::tile::<2, false>(&t),
+                    (_, true) => x86::tile::<1, false>(&t),
+                    (6, false) => x86::tile::<6, true>(&t),
+                    (5, false) => x86::tile::<5, true>(&t),
+                    (4, false) => x86::tile::<4, true>(&t),
+                    (3, false) => x86::tile::<3, true>(&t),
+                    (2, false) => x86::tile::<2, true>(&t),
+                    (_, false) => x86::tile::<1, true>(&t),
                 }
                 #[cfg(not(target_arch = "x86_64"))]
                 unreachable!("packed f32 kernels without x86: {}", t.depth);
@@ -223,14 +388,16 @@ enum Init {
 }
 
 /// One register block: up to MR rows of `x` (stride `ldx`) × one panel slice `w`
-/// (`depth × NR`), written to `y` (stride `ldy`, `width` valid columns).
+/// (`depth × NR` f32, or with `lo` the upper halves and `lo` the lower ones, u16),
+/// written to `y` (stride `ldy`, `width` valid columns).
 struct Tile {
     x: *const f32,
     ldx: usize,
-    w: *const f32,
+    w: *const u8,
+    lo: *const u8,
     depth: usize,
-    /// A slice to prefetch meanwhile (or null).
-    prefetch: *const f32,
+    /// A slice to prefetch meanwhile (or null), as (`w`, `lo`).
+    prefetch: (*const u8, *const u8),
     y: *mut f32,
     ldy: usize,
     width: usize,
@@ -246,18 +413,79 @@ mod x86 {
     use super::{Init, Tile, NR};
     use std::arch::x86_64::*;
 
-    /// R rows × 16 channels, one accumulator pair per row, input indices in order.
+    /// How far ahead `bounded_panel` fetches, in u16 values.
+    const PREFETCH_U16: usize = 1024;
+
+    /// One row against one split panel's upper halves `hi` (`k × NR`): writes x·hi to
+    /// `a` and |x|·|hi| to `s`, NR each (even and odd input indices summed apart).
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn tile<const R: usize>(t: &Tile) {
+    pub unsafe fn bounded_panel(x: *const f32, k: usize, hi: *const u16, a: *mut f32, s: *mut f32) {
+        let mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let zero = _mm256_setzero_si256();
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut sum = [_mm256_setzero_ps(); 4];
+        // A macro, not a closure: the body must be compiled with this function's features.
+        macro_rules! step {
+            ($kk:expr, $o:expr) => {{
+                let h = _mm256_loadu_si256(hi.add($kk * NR) as *const __m256i);
+                let b0 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, h));
+                let b1 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, h));
+                let xv = _mm256_broadcast_ss(&*x.add($kk));
+                let xa = _mm256_and_ps(xv, mask);
+                acc[$o] = _mm256_fmadd_ps(xv, b0, acc[$o]);
+                acc[$o + 1] = _mm256_fmadd_ps(xv, b1, acc[$o + 1]);
+                sum[$o] = _mm256_fmadd_ps(xa, _mm256_and_ps(b0, mask), sum[$o]);
+                sum[$o + 1] = _mm256_fmadd_ps(xa, _mm256_and_ps(b1, mask), sum[$o + 1]);
+            }};
+        }
+        let mut kk = 0;
+        while kk + 2 <= k {
+            // More work per byte than the product: the out-of-order window reaches fewer
+            // lines ahead, so fetch ahead explicitly.
+            _mm_prefetch::<_MM_HINT_T0>(hi.wrapping_add(kk * NR + PREFETCH_U16) as *const i8);
+            step!(kk, 0);
+            step!(kk + 1, 2);
+            kk += 2;
+        }
+        if kk < k {
+            step!(kk, 0);
+        }
+        _mm256_storeu_ps(a, _mm256_add_ps(acc[0], acc[2]));
+        _mm256_storeu_ps(a.add(8), _mm256_add_ps(acc[1], acc[3]));
+        _mm256_storeu_ps(s, _mm256_add_ps(sum[0], sum[2]));
+        _mm256_storeu_ps(s.add(8), _mm256_add_ps(sum[1], sum[3]));
+    }
+
+    /// R rows × 16 channels, one accumulator pair per row, input indices in order.
+    /// `SPLIT`: each weight is rebuilt from its two halves (see `Store::Split`).
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn tile<const R: usize, const SPLIT: bool>(t: &Tile) {
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
-        let (x, w) = (t.x, t.w);
+        let x = t.x;
+        // Bytes per input index: 16 f32, or 16 u16 in each array.
+        let step = if SPLIT { 2 * NR } else { 4 * NR };
         for kk in 0..t.depth {
-            let wp = w.add(kk * NR);
-            if !t.prefetch.is_null() && kk % 2 == 0 {
-                _mm_prefetch::<_MM_HINT_T0>(t.prefetch.add(kk * NR) as *const i8);
-                _mm_prefetch::<_MM_HINT_T0>(t.prefetch.add(kk * NR + NR) as *const i8);
+            let wp = t.w.add(kk * step);
+            if !t.prefetch.0.is_null() && kk % 2 == 0 {
+                let (pw, pl) = t.prefetch;
+                _mm_prefetch::<_MM_HINT_T0>(pw.add(kk * step) as *const i8);
+                if SPLIT {
+                    _mm_prefetch::<_MM_HINT_T0>(pl.add(kk * step) as *const i8);
+                } else {
+                    _mm_prefetch::<_MM_HINT_T0>(pw.add(kk * step + 64) as *const i8);
+                }
             }
-            let (b0, b1) = (_mm256_loadu_ps(wp), _mm256_loadu_ps(wp.add(8)));
+            let (b0, b1) = if SPLIT {
+                let hi = _mm256_loadu_si256(wp as *const __m256i);
+                let lo = _mm256_loadu_si256(t.lo.add(kk * step) as *const __m256i);
+                (
+                    _mm256_castsi256_ps(_mm256_unpacklo_epi16(lo, hi)),
+                    _mm256_castsi256_ps(_mm256_unpackhi_epi16(lo, hi)),
+                )
+            } else {
+                let wp = wp as *const f32;
+                (_mm256_loadu_ps(wp), _mm256_loadu_ps(wp.add(8)))
+            };
             for (r, a) in acc.iter_mut().enumerate() {
                 let xr = _mm256_broadcast_ss(&*x.add(r * t.ldx + kk));
                 a[0] = _mm256_fmadd_ps(xr, b0, a[0]);
@@ -356,6 +584,89 @@ mod tests {
             assert_eq!(one, all[i * n..(i + 1) * n], "row {i}: alone vs 13 rows");
             assert_eq!(one, two[n..], "row {i}: alone vs 2 rows");
         }
+    }
+
+    #[test]
+    fn split_storage_gives_the_same_bits() {
+        if !available() {
+            return;
+        }
+        let mut r = crate::backend::test_values(23, 0.5);
+        for &(n, k) in &[(5, 3), (40, 257), (70, 600), (33, 512)] {
+            // Values over many binades, so that the lower halves matter.
+            let w: Vec<f32> = (0..n * k).map(|i| r() * (1 << (i % 9)) as f32).collect();
+            let b: Vec<f32> = (0..n).map(|_| r()).collect();
+            let (plain, split) = (PackedF32::pack(&w, n, k), PackedF32::pack_split(&w, n, k));
+            assert!(split.is_split() && !plain.is_split());
+            for m in [1, 2, 4, 7, 13] {
+                let x: Vec<f32> = (0..m * k).map(|_| r()).collect();
+                for bias in [None, Some(&b[..])] {
+                    let y = plain.matmul(&x, m, bias);
+                    assert_eq!(split.matmul(&x, m, bias), y, "n {n} k {k} m {m}");
+                    let all: Vec<usize> = (0..n).collect();
+                    for i in 0..m {
+                        let row = &x[i * k..(i + 1) * k];
+                        assert_eq!(split.exact_at(row, bias, &all), y[i * n..(i + 1) * n]);
+                        assert_eq!(
+                            plain.exact_at(row, bias, &all[..n / 2]),
+                            y[i * n..i * n + n / 2]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bounds_from_the_upper_halves_hold_and_are_tight() {
+        if !available() {
+            return;
+        }
+        let mut r = crate::backend::test_values(29, 1.0);
+        for &(n, k, spread) in &[(300, 1024, 1), (129, 512, 20), (17, 64, 1)] {
+            let w: Vec<f32> = (0..n * k)
+                .map(|i| r() * (1u32 << (i % spread)) as f32)
+                .collect();
+            let b: Vec<f32> = (0..n).map(|_| r() * 4.0).collect();
+            let split = PackedF32::pack_split(&w, n, k);
+            for trial in 0..4 {
+                // Inputs that cancel: pairs of opposite values.
+                let x: Vec<f32> = (0..k)
+                    .map(|j| {
+                        if trial % 2 == 1 && j % 2 == 1 {
+                            -1.0
+                        } else {
+                            r()
+                        }
+                    })
+                    .collect();
+                let bias = (trial > 1).then_some(&b[..]);
+                let (a, e) = split.bounded_row(&x, bias).expect("finite");
+                let exact = split.matmul(&x, 1, bias);
+                for c in 0..n {
+                    let mag: f64 = (0..k).map(|j| (x[j] * w[c * k + j]).abs() as f64).sum();
+                    let err = (a[c] as f64 - exact[c] as f64).abs();
+                    assert!(
+                        err <= e[c] as f64,
+                        "n {n} k {k} at {c}: |{} − {}| > {}",
+                        a[c],
+                        exact[c],
+                        e[c]
+                    );
+                    // Tight enough to be of use: about 2⁻⁷ of the magnitudes summed.
+                    let b = bias.map_or(0.0, |b| b[c].abs() as f64);
+                    assert!((e[c] as f64) < 0.0081 * (mag + b) + 1e-3 + 1e-5 * a[c].abs() as f64);
+                }
+            }
+            let mut x = vec![0.5f32; k];
+            x[k / 2] = f32::INFINITY;
+            assert!(split.bounded_row(&x, None).is_none(), "non-finite input");
+        }
+        let plain = PackedF32::pack(&[1.0; 8], 2, 4);
+        assert!(
+            plain.bounded_row(&[1.0; 4], None).is_none(),
+            "only split matrices"
+        );
     }
 
     #[test]

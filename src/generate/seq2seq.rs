@@ -13,6 +13,7 @@
 use anyhow::Result;
 
 use crate::backend::seq2seq::{Config, DecoderState, EncoderOut, Model};
+use crate::backend::sgemm::PackedF32;
 
 /// When a beam search may stop (transformers' `early_stopping`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -119,20 +120,61 @@ fn process(row: &mut [f32], seq: &[u32], max_len: usize, o: &GenOptions) {
     if cur - 1 < o.min_new {
         row[o.eos as usize] = f32::NEG_INFINITY;
     }
-    let force = |row: &mut [f32], t: u32| {
+    if let Some(t) = forced(cur, max_len, o) {
         row.fill(f32::NEG_INFINITY);
         row[t as usize] = 0.0;
+    }
+}
+
+/// The token forced at this length, if any: EOS at the last allowed position, else the
+/// first token (NLLB's target language).
+fn forced(cur: usize, max_len: usize, o: &GenOptions) -> Option<u32> {
+    match (o.forced_eos, o.forced_bos) {
+        (Some(e), _) if cur + 1 == max_len => Some(e),
+        (_, Some(b)) if cur == 1 => Some(b),
+        _ => None,
+    }
+}
+
+/// Greedy's choice for one sequence from its final hidden state `x`, reading the
+/// upper halves of a split LM head and only a few of its rows whole: the token is the
+/// one [`argmax`] picks from the full processed logits, bit for bit.
+///
+/// Every logit is known to within its bound `e` (see `PackedF32::bounded_row`). The
+/// best logit is at least T = max(approx − e), so only outputs with approx + e ≥ T can
+/// be it (ties included); those are computed exactly, and all others stay below them.
+/// The processors only ban or force tokens, so they act on the bounds as on the logits.
+fn pick_bounded(
+    head: &PackedF32,
+    bias: Option<&[f32]>,
+    x: &[f32],
+    seq: &[u32],
+    max_len: usize,
+    o: &GenOptions,
+) -> u32 {
+    if let Some(t) = forced(seq.len(), max_len, o) {
+        return t;
+    }
+    let Some((mut row, e)) = head.bounded_row(x, bias) else {
+        let mut row = head.matmul(x, 1, bias);
+        process(&mut row, seq, max_len, o);
+        return argmax(&row);
     };
-    if cur == 1 {
-        if let Some(b) = o.forced_bos {
-            force(row, b);
-        }
+    process(&mut row, seq, max_len, o);
+    let live = |i: usize| row[i] != f32::NEG_INFINITY;
+    let t = (0..row.len())
+        .filter(|&i| live(i))
+        .map(|i| row[i] as f64 - e[i] as f64)
+        .fold(f64::NEG_INFINITY, f64::max);
+    // f64 sums of f32 values round by far less than this margin (the bound has 2⁻²⁰).
+    let t = t - t.abs() * (-40f64).exp2();
+    let cands: Vec<usize> = (0..row.len())
+        .filter(|&i| live(i) && row[i] as f64 + e[i] as f64 >= t)
+        .collect();
+    for (&i, v) in cands.iter().zip(head.exact_at(x, bias, &cands)) {
+        row[i] = v;
     }
-    if cur + 1 == max_len {
-        if let Some(e) = o.forced_eos {
-            force(row, e);
-        }
-    }
+    argmax(&row)
 }
 
 fn log_softmax(row: &mut [f32]) {
@@ -217,9 +259,22 @@ fn greedy(
             .iter()
             .map(|&i| *seqs[i].last().unwrap_or(&o.start))
             .collect();
-        let mut logits = rows(model.step(&mut st, &tokens)?)?;
+        // One sequence left: bound the logits from half the LM head's bytes.
+        let split = match active.len() {
+            1 => model.split_head()?,
+            _ => None,
+        };
         let mut picked = vec![0u32; active.len()];
-        {
+        if let Some((head, bias)) = split {
+            let x: Vec<f32> = model
+                .step_hidden(&mut st, &tokens)?
+                .to_device(&candle_core::Device::Cpu)?
+                .flatten_all()?
+                .to_vec1()?;
+            let i = active[0];
+            picked[0] = pick_bounded(head, bias.as_deref(), &x, &seqs[i], 1 + max_new[i], o);
+        } else {
+            let mut logits = rows(model.step(&mut st, &tokens)?)?;
             let big = logits.len() * logits.first().map_or(0, Vec::len) >= 1 << 18;
             let (act, sq) = (&active, &seqs);
             let lp = crate::backend::qmm::SendPtr::new(logits.as_mut_ptr());
@@ -493,6 +548,64 @@ mod tests {
             eos: 1,
             pad: 0,
         }
+    }
+
+    #[test]
+    fn bounded_pick_equals_the_full_argmax() {
+        if !crate::backend::sgemm::available() {
+            return;
+        }
+        // Near ties everywhere: rows that differ in their lowest bits only, copies of
+        // rows (exact ties: the first index must win), and the best rows banned.
+        let (n, k) = (700, 300);
+        let mut r = crate::backend::test_values(41, 1.0);
+        let base: Vec<f32> = (0..k).map(|_| r()).collect();
+        let mut w = Vec::with_capacity(n * k);
+        for c in 0..n {
+            for (j, &b) in base.iter().enumerate() {
+                w.push(match c % 4 {
+                    0 => r(),
+                    1 => f32::from_bits(b.to_bits() ^ ((c as u32 * 7 + j as u32) & 0xff)),
+                    2 => b,
+                    _ => b * (1.0 - 1e-4 * (c % 13) as f32),
+                });
+            }
+        }
+        let bias: Vec<f32> = (0..n).map(|_| r() * 1e-3).collect();
+        let head = PackedF32::pack_split(&w, n, k);
+        let mut o = opts();
+        let mut near = 0;
+        for trial in 0..24 {
+            let x: Vec<f32> = base
+                .iter()
+                .map(|&b| b + r() * 0.01 * (trial % 3) as f32)
+                .collect();
+            let b = (trial % 2 == 0).then_some(&bias[..]);
+            o.banned = if trial % 4 < 2 {
+                vec![]
+            } else {
+                vec![2, 6, 10, 14, 18]
+            };
+            o.forced_bos = (trial == 5).then_some(3);
+            let seq = if trial == 5 {
+                vec![0]
+            } else {
+                vec![0, 9, 2, 9]
+            };
+            let mut full = head.matmul(&x, 1, b);
+            process(&mut full, &seq, 20, &o);
+            let want = argmax(&full);
+            let got = pick_bounded(&head, b, &x, &seq, 20, &o);
+            assert_eq!(got, want, "trial {trial}");
+            let (a, e) = head.bounded_row(&x, b).unwrap();
+            near += (0..n)
+                .filter(|&i| a[i] + e[i] >= full[want as usize])
+                .count();
+        }
+        assert!(
+            near > 24 * 20,
+            "the bounds should leave many candidates here: {near}"
+        );
     }
 
     #[test]

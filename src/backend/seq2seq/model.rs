@@ -22,7 +22,11 @@ use candle_core::{DType, Device, Tensor, D};
 
 use super::attention::{Bias, Keys, KvCache};
 use super::config::{Act, Arch, Config};
-use super::weights::{Linear, Weights};
+use super::weights::{Linear, Matrix, Weights};
+use crate::backend::sgemm::PackedF32;
+
+/// An LM head stored split, with its bias (see [`Model::split_head`]).
+pub type SplitHead<'a> = (&'a PackedF32, Option<Vec<f32>>);
 use crate::backend::with_cpu_f32;
 
 enum Norm {
@@ -519,12 +523,12 @@ impl Model {
             Arch::T5 => None,
         };
         let head = if cfg.tie_word_embeddings {
-            w.dense_or_quantized(embed_t)?
+            w.head(embed_t)?
         } else {
             let name = w
                 .first_of(&["lm_head.weight"])
                 .context("lm_head.weight is missing (the model does not tie its embeddings)")?;
-            w.matrix(name)?
+            w.head_matrix(name)?
         };
         let lm_head = Linear {
             w: head,
@@ -707,6 +711,13 @@ impl Model {
 
     /// Feeds one token per row; returns the logits [rows, vocab] (f32).
     pub fn step(&self, st: &mut DecoderState, tokens: &[u32]) -> Result<Tensor> {
+        let x = self.step_hidden(st, tokens)?;
+        self.logits(&x)
+    }
+
+    /// Feeds one token per row; returns the final hidden states [rows, d_model], as the
+    /// LM head takes them.
+    pub fn step_hidden(&self, st: &mut DecoderState, tokens: &[u32]) -> Result<Tensor> {
         let n = st.rows;
         anyhow::ensure!(tokens.len() == n, "{} tokens for {n} rows", tokens.len());
         let pos = st.step;
@@ -798,9 +809,29 @@ impl Model {
         if let Some(s) = self.lm_scale {
             x = (x * s)?;
         }
-        let logits = self.lm_head.forward(&x)?;
         st.step += 1;
-        Ok(logits.to_dtype(DType::F32)?)
+        Ok(x)
+    }
+
+    /// The logits [rows, vocab] (f32) of hidden states from [`Model::step_hidden`].
+    pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.lm_head.forward(x)?.to_dtype(DType::F32)?)
+    }
+
+    /// The LM head and its bias when its f32 values are stored split, so that one
+    /// row's logits can be bounded from half the bytes (greedy decoding, see
+    /// `generate::seq2seq`).
+    pub fn split_head(&self) -> Result<Option<SplitHead<'_>>> {
+        match &self.lm_head.w {
+            Matrix::Packed(m) if m.is_split() => {
+                let bias = match &self.lm_head.b {
+                    Some(b) => Some(b.to_dtype(DType::F32)?.to_vec1()?),
+                    None => None,
+                };
+                Ok(Some((m, bias)))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The decoder layers of one step on the CPU, attention over our own caches.

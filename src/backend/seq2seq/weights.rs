@@ -200,6 +200,15 @@ impl Weights {
 
     /// A weight matrix [out, in] for matmuls, kept quantized if it is (or should be).
     pub fn matrix(&self, name: &str) -> Result<Matrix> {
+        self.matrix_as(name, false)
+    }
+
+    /// As [`Weights::matrix`], for an LM head (see [`Weights::head`]).
+    pub fn head_matrix(&self, name: &str) -> Result<Matrix> {
+        self.matrix_as(name, true)
+    }
+
+    fn matrix_as(&self, name: &str, split: bool) -> Result<Matrix> {
         if let Store::Gguf(m) = &self.store {
             let q = m
                 .get(name)
@@ -209,11 +218,21 @@ impl Weights {
             }
         }
         let t = self.tensor(name)?;
-        self.dense_or_quantized(t)
+        self.dense_or_quantized_as(t, split)
     }
 
     /// Applies the load-time quantization, if any, to a dense [out, in] matrix.
     pub fn dense_or_quantized(&self, t: Tensor) -> Result<Matrix> {
+        self.dense_or_quantized_as(t, false)
+    }
+
+    /// As [`Weights::dense_or_quantized`], for an LM head: packed f32 matrices keep
+    /// their values' halves apart ([`PackedF32::pack_split`]), for greedy decoding.
+    pub fn head(&self, t: Tensor) -> Result<Matrix> {
+        self.dense_or_quantized_as(t, true)
+    }
+
+    fn dense_or_quantized_as(&self, t: Tensor, split: bool) -> Result<Matrix> {
         let (n, k) = t.dims2()?;
         match self.quantize {
             Some(Quant::Int8) if k.is_multiple_of(4) => {
@@ -226,7 +245,13 @@ impl Weights {
             }
             // Packed once for our kernels (candle's gemm repacks on every call).
             _ if t.device().is_cpu() && crate::backend::sgemm::available() => {
-                let p = with_cpu_f32(&t, |v| PackedF32::pack(v, n, k))?;
+                let p = with_cpu_f32(&t, |v| {
+                    if split {
+                        PackedF32::pack_split(v, n, k)
+                    } else {
+                        PackedF32::pack(v, n, k)
+                    }
+                })?;
                 Ok(Matrix::Packed(Arc::new(p)))
             }
             // Elsewhere stored as [in, out], contiguous: with Wᵀ as a strided view, gemm
