@@ -16,8 +16,12 @@
 //!   copied per call; the depth is cut into 256-deep slices so that a panel's slice and
 //!   the rows it meets stay in L1 while several row blocks pass over it;
 //! - one row (greedy decoding at batch 1) is a pure stream over the panels, at memory
-//!   bandwidth;
-//! - the bias is added as the outputs are written.
+//!   bandwidth; a few rows (beams at batch 1) prefetch a little ahead of their stream;
+//! - the bias is added as the outputs are written;
+//! - LM heads keep each value's upper and lower 16 bits in two arrays
+//!   ([`PackedF32::pack_split`]): products are the same bits, and greedy decoding bounds
+//!   one row's logits from the upper halves (bfloat16) alone, reading half the bytes,
+//!   then computes exactly the few outputs that can still be the largest.
 //!
 //! Work is split over (row block, panel group) items on candle's barrier pool. Every
 //! output is summed in the same order whatever the number of rows (input indices in
@@ -303,7 +307,7 @@ impl PackedF32 {
         };
         // `next`: the slice visited after this one, fetched into cache while the first
         // row block works on this one.
-        let tile = |p: usize, k0: usize, next: Option<(usize, usize)>| {
+        let tile = |p: usize, k0: usize, next: Ahead| {
             let depth = KC.min(k - k0);
             let c0 = p * NR;
             let init = if k0 > 0 {
@@ -325,7 +329,12 @@ impl PackedF32 {
                     lo,
                     depth,
                     prefetch: match next {
-                        Some((np, nk)) if r == rows.start => panel(np, nk),
+                        Ahead::Slice(np, nk) if r == rows.start => panel(np, nk),
+                        // The same stream, AHEAD input indices on.
+                        Ahead::Stream if r == rows.start => {
+                            let by = AHEAD * if lo.is_null() { 4 * NR } else { 2 * NR };
+                            (w.wrapping_add(by), lo.wrapping_add(by))
+                        }
                         _ => (std::ptr::null(), std::ptr::null()),
                     },
                     y: y.add(r * n + c0),
@@ -367,17 +376,39 @@ impl PackedF32 {
             };
             (ps.start + p, s * KC)
         };
-        // In memory order the hardware prefetchers keep up with the stream, and software
+        // Where the order jumps, the next slice is fetched while this one is used. In
+        // memory order, one row keeps up on the hardware prefetchers alone, and software
         // prefetches on top only take fill buffers from it (NLLB f32 at batch 1, `benches/
-        // nmt.rs`: 1.12× faster without them). They pay only where the order jumps.
+        // nmt.rs`: 1.12× faster without them). A few rows do more work per byte, so the
+        // out-of-order window reaches fewer lines ahead: they fetch a little ahead.
         let visits = slices * panels;
         for v in 0..visits {
             let (p, k0) = visit(v);
-            let next = (!panel_major && v + 1 < visits).then(|| visit(v + 1));
+            let next = match (panel_major, rows.len()) {
+                (true, 1) => Ahead::None,
+                (true, _) => Ahead::Stream,
+                _ if v + 1 < visits => {
+                    let (np, nk) = visit(v + 1);
+                    Ahead::Slice(np, nk)
+                }
+                _ => Ahead::None,
+            };
             tile(p, k0, next);
         }
     }
 }
+
+/// What a tile prefetches: nothing, the slice (panel, depth) visited next, or its own
+/// stream a little ahead.
+#[derive(Clone, Copy)]
+enum Ahead {
+    None,
+    Slice(usize, usize),
+    Stream,
+}
+
+/// Input indices ahead that `Ahead::Stream` fetches.
+const AHEAD: usize = 32;
 
 /// How a tile's outputs start: zero, the bias, or what an earlier depth slice wrote.
 #[derive(Clone, Copy)]
@@ -467,12 +498,13 @@ mod x86 {
         for kk in 0..t.depth {
             let wp = t.w.add(kk * step);
             if !t.prefetch.0.is_null() && kk % 2 == 0 {
+                // Prefetches never fault; the addresses may pass the end of the panels.
                 let (pw, pl) = t.prefetch;
-                _mm_prefetch::<_MM_HINT_T0>(pw.add(kk * step) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(pw.wrapping_add(kk * step) as *const i8);
                 if SPLIT {
-                    _mm_prefetch::<_MM_HINT_T0>(pl.add(kk * step) as *const i8);
+                    _mm_prefetch::<_MM_HINT_T0>(pl.wrapping_add(kk * step) as *const i8);
                 } else {
-                    _mm_prefetch::<_MM_HINT_T0>(pw.add(kk * step + 64) as *const i8);
+                    _mm_prefetch::<_MM_HINT_T0>(pw.wrapping_add(kk * step + 64) as *const i8);
                 }
             }
             let (b0, b1) = if SPLIT {
