@@ -254,18 +254,15 @@ fn greedy(
     let mut st = model.start(enc, 1)?;
     let mut seqs: Vec<Vec<u32>> = vec![vec![o.start]; b];
     let mut active: Vec<usize> = (0..b).collect();
+    let split = model.split_head()?;
     while !active.is_empty() {
         let tokens: Vec<u32> = active
             .iter()
             .map(|&i| *seqs[i].last().unwrap_or(&o.start))
             .collect();
-        // One sequence left: bound the logits from half the LM head's bytes.
-        let split = match active.len() {
-            1 => model.split_head()?,
-            _ => None,
-        };
         let mut picked = vec![0u32; active.len()];
-        if let Some((head, bias)) = split {
+        // One sequence left: bound the logits from half the LM head's bytes.
+        if let (1, Some((head, bias))) = (active.len(), &split) {
             let x: Vec<f32> = model
                 .step_hidden(&mut st, &tokens)?
                 .to_device(&candle_core::Device::Cpu)?

@@ -24,10 +24,10 @@ use super::attention::{Bias, Keys, KvCache};
 use super::config::{Act, Arch, Config};
 use super::weights::{Linear, Matrix, Weights};
 use crate::backend::sgemm::PackedF32;
+use crate::backend::with_cpu_f32;
 
 /// An LM head stored split, with its bias (see [`Model::split_head`]).
 pub type SplitHead<'a> = (&'a PackedF32, Option<Vec<f32>>);
-use crate::backend::with_cpu_f32;
 
 enum Norm {
     Layer { w: Tensor, b: Tensor, eps: f32 },
