@@ -343,19 +343,10 @@ impl PackedF32 {
                     init,
                 };
                 #[cfg(target_arch = "x86_64")]
-                match (rr, t.lo.is_null()) {
-                    (6, true) => x86::tile::<6, false>(&t),
-                    (5, true) => x86::tile::<5, false>(&t),
-                    (4, true) => x86::tile::<4, false>(&t),
-                    (3, true) => x86::tile::<3, false>(&t),
-                    (2, true) => x86::tile::<2, false>(&t),
-                    (_, true) => x86::tile::<1, false>(&t),
-                    (6, false) => x86::tile::<6, true>(&t),
-                    (5, false) => x86::tile::<5, true>(&t),
-                    (4, false) => x86::tile::<4, true>(&t),
-                    (3, false) => x86::tile::<3, true>(&t),
-                    (2, false) => x86::tile::<2, true>(&t),
-                    (_, false) => x86::tile::<1, true>(&t),
+                if t.lo.is_null() {
+                    x86::tile_rows::<false>(rr, &t)
+                } else {
+                    x86::tile_rows::<true>(rr, &t)
                 }
                 #[cfg(not(target_arch = "x86_64"))]
                 unreachable!("packed f32 kernels without x86: {}", t.depth);
@@ -485,6 +476,22 @@ mod x86 {
         _mm256_storeu_ps(a.add(8), _mm256_add_ps(acc[1], acc[3]));
         _mm256_storeu_ps(s, _mm256_add_ps(sum[0], sum[2]));
         _mm256_storeu_ps(s.add(8), _mm256_add_ps(sum[1], sum[3]));
+    }
+
+    /// `tile` for `rows` (1 to MR) rows.
+    ///
+    /// # Safety
+    /// As `tile`.
+    #[inline]
+    pub unsafe fn tile_rows<const SPLIT: bool>(rows: usize, t: &Tile) {
+        match rows {
+            6 => tile::<6, SPLIT>(t),
+            5 => tile::<5, SPLIT>(t),
+            4 => tile::<4, SPLIT>(t),
+            3 => tile::<3, SPLIT>(t),
+            2 => tile::<2, SPLIT>(t),
+            _ => tile::<1, SPLIT>(t),
+        }
     }
 
     /// R rows × 16 channels, one accumulator pair per row, input indices in order.
