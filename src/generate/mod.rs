@@ -7,6 +7,7 @@
 //! and cuts it back to one copy instead of burning the whole token budget.
 
 pub mod pool;
+mod scan;
 pub mod seq2seq;
 
 use std::collections::HashSet;

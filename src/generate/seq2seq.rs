@@ -15,6 +15,8 @@ use anyhow::Result;
 use crate::backend::seq2seq::{Config, DecoderState, EncoderOut, Model};
 use crate::backend::sgemm::PackedF32;
 
+use super::scan;
+
 /// When a beam search may stop (transformers' `early_stopping`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EarlyStopping {
@@ -177,15 +179,6 @@ fn pick_bounded(
     argmax(&row)
 }
 
-fn log_softmax(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = row.iter().map(|x| (x - max).exp()).sum();
-    let lse = max + sum.ln();
-    for x in row.iter_mut() {
-        *x -= lse;
-    }
-}
-
 /// The first index of the largest value.
 fn argmax(row: &[f32]) -> u32 {
     let mut best = 0;
@@ -227,19 +220,30 @@ pub fn generate(model: &Model, inputs: &[Vec<u32>], o: &GenOptions) -> Result<Ve
     }
 }
 
-fn rows(logits: candle_core::Tensor) -> Result<Vec<Vec<f32>>> {
-    Ok(logits.to_device(&candle_core::Device::Cpu)?.to_vec2()?)
-}
-
-/// Runs `f(index, item)` on every item, in parallel when `big`: the per-row work of a
-/// step (log-softmax, processors, top-k over the vocabulary) is tens of ms for a batch
-/// of beams on one core, while the matmuls run on all of them.
-fn par_each<T: Send>(items: &mut [T], big: bool, f: impl Fn(usize, &mut T) + Sync) {
-    let p = crate::backend::qmm::SendPtr::new(items.as_mut_ptr());
-    crate::backend::qmm::parallel(items.len(), big, |range| {
-        for i in range {
-            // SAFETY: each index belongs to one task alone; i < items.len().
-            f(i, unsafe { &mut *p.get().add(i) });
+/// Runs `f(r, row r, &mut outs[r])` over the rows of `logits` (`width` values each), in
+/// parallel when there are at least `min_work` values: the per-row work of a step
+/// (processors, argmax or the top-k of a beam) is tens of ms for a batch of beams on one
+/// core, while the matmuls run on all of them.
+fn par_rows<T: Send>(
+    logits: &mut [f32],
+    width: usize,
+    outs: &mut [T],
+    min_work: usize,
+    f: impl Fn(usize, &mut [f32], &mut T) + Sync,
+) {
+    assert_eq!(logits.len(), outs.len() * width, "one output per row");
+    let lp = crate::backend::qmm::SendPtr::new(logits.as_mut_ptr());
+    let op = crate::backend::qmm::SendPtr::new(outs.as_mut_ptr());
+    crate::backend::qmm::parallel(outs.len(), logits.len() >= min_work, |range| {
+        for r in range {
+            // SAFETY: row r and output r belong to this task alone; r < outs.len().
+            let (row, out) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(lp.get().add(r * width), width),
+                    &mut *op.get().add(r),
+                )
+            };
+            f(r, row, out);
         }
     });
 }
@@ -271,14 +275,11 @@ fn greedy(
             let i = active[0];
             picked[0] = pick_bounded(head, bias.as_deref(), &x, &seqs[i], 1 + max_new[i], o);
         } else {
-            let mut logits = rows(model.step(&mut st, &tokens)?)?;
-            let big = logits.len() * logits.first().map_or(0, Vec::len) >= 1 << 18;
+            let mut logits = model.step_rows(&mut st, &tokens)?;
             let (act, sq) = (&active, &seqs);
-            let lp = crate::backend::qmm::SendPtr::new(logits.as_mut_ptr());
-            par_each(&mut picked, big, |r, t| {
+            let vocab = logits.len() / tokens.len();
+            par_rows(&mut logits, vocab, &mut picked, 1 << 18, |r, row, t| {
                 let i = act[r];
-                // SAFETY: row r of the logits belongs to this task alone.
-                let row = unsafe { &mut *lp.get().add(r) };
                 process(row, &sq[i], 1 + max_new[i], o);
                 *t = argmax(row);
             });
@@ -320,20 +321,6 @@ struct Item {
     max_len: usize,
 }
 
-/// The top `k` of `(score, flat index)` pairs of one row: descending score, ties by index.
-fn top_k(row: &[f32], k: usize, base: usize, out: &mut Vec<(f32, usize)>) {
-    let mut buf: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
-    for (i, &x) in row.iter().enumerate() {
-        if buf.len() == k && x.partial_cmp(&buf[k - 1].0) != Some(std::cmp::Ordering::Greater) {
-            continue;
-        }
-        let pos = buf.partition_point(|&(y, _)| y >= x);
-        buf.insert(pos, (x, base + i));
-        buf.truncate(k);
-    }
-    out.extend(buf);
-}
-
 fn sort_desc(v: &mut [(f32, usize)]) {
     // Stable: equal scores keep their order (lower index first), as torch.topk does in practice.
     v.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
@@ -347,7 +334,6 @@ fn beam(
 ) -> Result<Vec<Vec<u32>>> {
     let k = o.beams;
     let b = enc.lens.len();
-    let vocab = model.cfg.vocab_size;
     let mut st: DecoderState = model.start(enc, k)?;
     let start = Hyp {
         seq: vec![o.start],
@@ -385,26 +371,35 @@ fn beam(
                     .map(|h| *h.seq.last().unwrap_or(&o.start))
             })
             .collect();
-        let mut logits = rows(model.step(&mut st, &tokens)?)?;
+        let mut logits = model.step_rows(&mut st, &tokens)?;
+        let vocab = logits.len() / tokens.len();
         // Each row's 2k best continuations, rows in parallel.
-        let mut row_cands: Vec<Vec<(f32, usize)>> = vec![Vec::new(); logits.len()];
-        {
-            let big = logits.len() * vocab >= 1 << 16;
-            let (act, its) = (&active, &items);
-            let lp = crate::backend::qmm::SendPtr::new(logits.as_mut_ptr());
-            par_each(&mut row_cands, big, |r, out| {
+        let mut row_cands: Vec<Vec<(f32, usize)>> = vec![Vec::new(); tokens.len()];
+        let (act, its) = (&active, &items);
+        par_rows(
+            &mut logits,
+            vocab,
+            &mut row_cands,
+            1 << 16,
+            |r, row, out| {
                 let (item, j) = (&its[act[r / k]], r % k);
-                // SAFETY: row r of the logits belongs to this task alone.
-                let row = unsafe { &mut *lp.get().add(r) };
-                log_softmax(row);
-                process(row, &item.running[j].seq, item.max_len, o);
-                let s = item.running[j].score;
-                for x in row.iter_mut() {
-                    *x += s;
-                }
-                top_k(row, 2 * k, j * vocab, out);
-            });
-        }
+                let hyp = &item.running[j];
+                // The log-softmax, then the processors: a forced token leaves one live entry.
+                let lse = match forced(hyp.seq.len(), item.max_len, o) {
+                    Some(t) => {
+                        row.fill(f32::NEG_INFINITY);
+                        row[t as usize] = 0.0;
+                        0.0
+                    }
+                    None => {
+                        let lse = scan::log_sum_exp(row);
+                        process(row, &hyp.seq, item.max_len, o);
+                        lse
+                    }
+                };
+                scan::top_scores(row, lse, hyp.score, 2 * k, j * vocab, out);
+            },
+        );
         let mut reorder: Vec<u32> = Vec::with_capacity(active.len() * k);
         let mut still = Vec::new();
         for (a, &i) in active.iter().enumerate() {
@@ -648,9 +643,9 @@ mod tests {
     }
 
     #[test]
-    fn top_k_keeps_order_and_ties_by_index() {
+    fn top_scores_keep_order_and_ties_by_index() {
         let mut out = vec![];
-        top_k(&[0.1, 0.5, 0.5, -1.0, 0.3], 3, 10, &mut out);
-        assert_eq!(out, vec![(0.5, 11), (0.5, 12), (0.3, 14)]);
+        scan::top_scores(&[0.1, 0.5, 0.5, -1.0, 0.3], 0.25, 1.0, 3, 10, &mut out);
+        assert_eq!(out, vec![(1.25, 11), (1.25, 12), (1.05, 14)]);
     }
 }

@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Tensor, D};
 
-use super::attention::{Bias, Keys, KvCache};
+use super::attention::{Bias, Keys, KvCache, Slots};
 use super::config::{Act, Arch, Config};
 use super::weights::{Linear, Matrix, Weights};
 use crate::backend::sgemm::PackedF32;
@@ -384,8 +384,13 @@ pub struct DecoderState {
     self_kv: Vec<Option<(Tensor, Tensor)>>,
     /// The same in our own caches (CPU: [`attention`]).
     cpu_kv: Vec<KvCache>,
+    /// Cross-attention K/V and padding mask: one row per input on the CPU (where
+    /// `inputs` maps each row to its input, so beams share them), one per row on GPUs.
     cross_kv: Vec<(Tensor, Tensor)>,
     cross_mask: Tensor,
+    inputs: Vec<u32>,
+    /// The padding mask of each row ([rows, source length]), for the CPU layers.
+    row_mask: Vec<f32>,
     /// Tokens fed so far (same for every row).
     pub step: usize,
     pub rows: usize,
@@ -674,7 +679,8 @@ impl Model {
     /// times (beams) in consecutive rows.
     pub fn start(&self, enc: &EncoderOut, copies: usize) -> Result<DecoderState> {
         let b = enc.lens.len();
-        let (hidden, mask) = if copies > 1 {
+        let cpu = self.device.is_cpu();
+        let (hidden, mask) = if copies > 1 && !cpu {
             let idx: Vec<u32> = (0..b as u32)
                 .flat_map(|i| std::iter::repeat_n(i, copies))
                 .collect();
@@ -691,19 +697,32 @@ impl Model {
             let (cross, _) = l.cross.as_ref().expect("decoder layers cross-attend");
             cross_kv.push(cross.cross_kv(&hidden)?);
         }
-        let cpu_kv = if self.device.is_cpu() {
+        let (cpu_kv, inputs, row_mask) = if cpu {
             let (heads, dh) = (self.cfg.decoder_heads, self.cfg.head_dim);
-            (0..self.dec.len())
+            let inputs: Vec<u32> = (0..(b * copies) as u32)
+                .map(|r| r / copies as u32)
+                .collect();
+            let m: Vec<f32> = mask.flatten_all()?.to_vec1()?;
+            let s = m.len() / b.max(1);
+            let row_mask = inputs
+                .iter()
+                .flat_map(|&i| &m[i as usize * s..(i as usize + 1) * s])
+                .copied()
+                .collect();
+            let kv = (0..self.dec.len())
                 .map(|_| KvCache::new(b * copies, heads, dh))
-                .collect()
+                .collect();
+            (kv, inputs, row_mask)
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new(), Vec::new())
         };
         Ok(DecoderState {
             self_kv: vec![None; self.dec.len()],
             cpu_kv,
             cross_kv,
             cross_mask: mask,
+            inputs,
+            row_mask,
             step: 0,
             rows: b * copies,
         })
@@ -713,6 +732,12 @@ impl Model {
     pub fn step(&self, st: &mut DecoderState, tokens: &[u32]) -> Result<Tensor> {
         let x = self.step_hidden(st, tokens)?;
         self.logits(&x)
+    }
+
+    /// As [`Model::step`], the logits as one row-major vector [rows × vocab].
+    pub fn step_rows(&self, st: &mut DecoderState, tokens: &[u32]) -> Result<Vec<f32>> {
+        let x = self.step_hidden(st, tokens)?;
+        Ok(self.lm_head.forward_vec(&x)?)
     }
 
     /// Feeds one token per row; returns the final hidden states [rows, d_model], as the
@@ -849,8 +874,7 @@ impl Model {
         let pos_bias: Option<Vec<f32>> = self_bias
             .map(|b| b.flatten_all()?.to_vec1::<f32>())
             .transpose()?;
-        let mask: Vec<f32> = st.cross_mask.flatten_all()?.to_vec1()?;
-        let src = mask.len() / n.max(1);
+        let src = st.row_mask.len() / n.max(1);
         for (i, l) in self.dec.iter().enumerate() {
             let cache = &mut st.cpu_kv[i];
             x = residual(x, &l.attn_norm, pre, |h| {
@@ -883,9 +907,10 @@ impl Model {
                                 v,
                                 cap: src,
                                 len: src,
+                                slots: Slots::Rows(&st.inputs),
                             };
                             let bias = Bias {
-                                values: &mask,
+                                values: &st.row_mask,
                                 row_stride: src,
                                 head_stride: 0,
                             };
@@ -914,7 +939,17 @@ impl Model {
         for kv in st.cpu_kv.iter_mut() {
             kv.select(idx);
         }
-        if cross {
+        if !st.cpu_kv.is_empty() {
+            // The rows' inputs and masks follow; the inputs' K/V stay where they are.
+            let s = st.row_mask.len() / st.rows.max(1);
+            let mask: Vec<f32> = idx
+                .iter()
+                .flat_map(|&i| &st.row_mask[i as usize * s..(i as usize + 1) * s])
+                .copied()
+                .collect();
+            st.inputs = idx.iter().map(|&i| st.inputs[i as usize]).collect();
+            st.row_mask = mask;
+        } else if cross {
             for kv in st.cross_kv.iter_mut() {
                 *kv = (kv.0.index_select(&t, 0)?, kv.1.index_select(&t, 0)?);
             }

@@ -286,19 +286,28 @@ fn kernel_apply(
     bias: Option<&Tensor>,
     product: impl Fn(&[f32], usize, Option<&[f32]>) -> Vec<f32>,
 ) -> candle_core::Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let kx = *dims.last().expect("x has a last dimension");
+    let y = kernel_vec((n, k), x, bias, product)?;
+    let mut out = x.dims().to_vec();
+    *out.last_mut().expect("non-empty") = n;
+    Tensor::from_vec(y, out, &Device::Cpu)
+}
+
+/// As [`kernel_apply`], the product left as a row-major vector.
+fn kernel_vec(
+    (_, k): (usize, usize),
+    x: &Tensor,
+    bias: Option<&Tensor>,
+    product: impl Fn(&[f32], usize, Option<&[f32]>) -> Vec<f32>,
+) -> candle_core::Result<Vec<f32>> {
+    let kx = *x.dims().last().expect("x has a last dimension");
     if kx != k {
         candle_core::bail!("matmul: input has {kx} features, the matrix {k}");
     }
     let rows = x.elem_count() / k.max(1);
-    let y = with_cpu_f32(x, |xv| match bias {
+    with_cpu_f32(x, |xv| match bias {
         Some(b) => with_cpu_f32(b, |bv| product(xv, rows, Some(bv))),
         None => Ok(product(xv, rows, None)),
-    })??;
-    let mut out = dims;
-    *out.last_mut().expect("non-empty") = n;
-    Tensor::from_vec(y, out, &Device::Cpu)
+    })?
 }
 
 fn packed_apply(m: &PackedF32, x: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
@@ -357,6 +366,24 @@ impl Linear {
                     None => Ok(y),
                 }
             }
+        }
+    }
+
+    /// As [`Linear::forward`], the f32 output as one row-major vector: our CPU kernels
+    /// hand theirs over without the copy out of a tensor.
+    pub fn forward_vec(&self, x: &Tensor) -> candle_core::Result<Vec<f32>> {
+        let b = self.b.as_ref();
+        match &self.w {
+            Matrix::Int8(m) => kernel_vec((m.rows(), m.cols()), x, b, |x, r, b| m.matmul(x, r, b)),
+            Matrix::Packed(m) => {
+                kernel_vec((m.rows(), m.cols()), x, b, |x, r, b| m.matmul(x, r, b))
+            }
+            _ => self
+                .forward(x)?
+                .to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_device(&Device::Cpu)?
+                .to_vec1(),
         }
     }
 }
