@@ -8,6 +8,7 @@ pub mod int8;
 pub mod qmm;
 pub mod seq2seq;
 pub mod sgemm;
+pub mod vmath;
 
 use candle_core::Device;
 

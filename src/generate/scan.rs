@@ -7,46 +7,13 @@
 //! each pass runs 8 lanes at a time on AVX2.
 //!
 //! The scalar functions are the definition; the vector ones perform the same IEEE
-//! operations in the same order, so every CPU gets the same bits. That is why `exp` is
-//! our own fixed sequence of fused multiply-adds (Cody & Waite's reduction, then the
-//! Taylor polynomial of degree 7, which is within 0.05 ulp of e^r on |r| ≤ ln 2 / 2)
-//! and why the sum keeps 32 partial sums, folded in a fixed tree.
+//! operations in the same order, so every CPU gets the same bits: `exp` is
+//! [`vmath::exp`], and the sum keeps 32 partial sums, folded in a fixed tree.
+
+use crate::backend::vmath;
 
 /// Partial sums kept by [`sum_exp`]: element `i` adds into sum `i % LANES`.
 const LANES: usize = 32;
-
-const LOG2E: f32 = std::f32::consts::LOG2_E;
-/// ln 2 as the nearest f32, and the rest.
-const LN2_HI: f32 = std::f32::consts::LN_2;
-const LN2_LO: f32 = -1.904_654_3e-9;
-/// 1/7!, 1/6!, …, 1/2!: Horner's order.
-const POLY: [f32; 6] = [
-    1.0 / 5040.0,
-    1.0 / 720.0,
-    1.0 / 120.0,
-    1.0 / 24.0,
-    1.0 / 6.0,
-    0.5,
-];
-/// Below this, e^d is under 2⁻¹²⁵ and counts as 0: next to a sum that holds e⁰ = 1 it
-/// could not change a bit.
-const FLOOR: f32 = -87.0;
-
-/// e^d for d ≤ 0 (and a little above); 0 below [`FLOOR`] and for NaN.
-pub fn exp(d: f32) -> f32 {
-    if d.is_nan() || d < FLOOR {
-        return 0.0;
-    }
-    let n = (d * LOG2E).round_ties_even();
-    let r = n.mul_add(-LN2_HI, d);
-    let r = n.mul_add(-LN2_LO, r);
-    let mut p = POLY[0];
-    for c in &POLY[1..] {
-        p = p.mul_add(r, *c);
-    }
-    let p = p.mul_add(r, 1.0).mul_add(r, 1.0);
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
-}
 
 /// The largest value (NaN ignored); −∞ for an empty row.
 pub fn max(row: &[f32]) -> f32 {
@@ -67,7 +34,7 @@ pub fn sum_exp(row: &[f32], max: f32) -> f32 {
     }
     let mut acc = [0f32; LANES];
     for (i, &x) in row.iter().enumerate() {
-        acc[i % LANES] += exp(x - max);
+        acc[i % LANES] += vmath::exp(x - max);
     }
     fold(acc)
 }
@@ -155,32 +122,12 @@ impl Top {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Top, FLOOR, LANES, LN2_HI, LN2_LO, LOG2E, POLY};
+    use super::{Top, LANES};
+    use crate::backend::vmath::x86::exp8;
     use std::arch::x86_64::*;
 
     pub fn available() -> bool {
         crate::backend::sgemm::available()
-    }
-
-    /// `super::exp` on 8 lanes, operation for operation.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn exp8(d: __m256) -> __m256 {
-        let live = _mm256_cmp_ps::<_CMP_GE_OQ>(d, _mm256_set1_ps(FLOOR));
-        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm256_mul_ps(d, _mm256_set1_ps(LOG2E)),
-        );
-        let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), d);
-        let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_LO), r);
-        let mut p = _mm256_set1_ps(POLY[0]);
-        for c in &POLY[1..] {
-            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(*c));
-        }
-        let one = _mm256_set1_ps(1.0);
-        let p = _mm256_fmadd_ps(_mm256_fmadd_ps(p, r, one), r, one);
-        // Lanes below the floor may hold any n; their scale is masked off below.
-        let e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
-        let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e));
-        _mm256_and_ps(_mm256_mul_ps(p, scale), live)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -222,7 +169,7 @@ mod x86 {
         }
         // The rest starts at a multiple of LANES: element i is lane i % LANES still.
         for (j, &x) in rest.iter().enumerate() {
-            acc[j] += super::exp(x - max);
+            acc[j] += crate::backend::vmath::exp(x - max);
         }
         super::fold(acc)
     }
@@ -284,28 +231,12 @@ mod tests {
         out
     }
 
-    #[test]
-    fn exp_is_within_two_ulps_of_f64() {
-        let mut worst = 0f64;
-        let mut d = -87.0f32;
-        while d <= 0.5 {
-            let want = (d as f64).exp();
-            let ulp = (want as f32).to_bits().abs_diff(exp(d).to_bits());
-            worst = worst.max(ulp as f64);
-            d += 0.000_731;
-        }
-        assert!(worst <= 2.0, "worst error {worst} ulps");
-        assert_eq!(exp(-100.0), 0.0);
-        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
-        assert_eq!(exp(0.0), 1.0);
-    }
-
     /// The definitions above, spelled out without the vector paths.
     fn plain(row: &[f32], score: f32, k: usize) -> (f32, Vec<(f32, usize)>) {
         let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         let mut acc = [0f32; LANES];
         for (i, &x) in row.iter().enumerate() {
-            acc[i % LANES] += exp(x - m);
+            acc[i % LANES] += vmath::exp(x - m);
         }
         let lse = m + fold(acc).ln();
         let mut all: Vec<(f32, usize)> = row
