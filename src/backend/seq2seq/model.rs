@@ -30,8 +30,18 @@ use crate::backend::with_cpu_f32;
 pub type SplitHead<'a> = (&'a PackedF32, Option<Vec<f32>>);
 
 enum Norm {
-    Layer { w: Tensor, b: Tensor, eps: f32 },
-    Rms { w: Tensor, eps: f32 },
+    /// The weights also as vectors, for [`layer_norm`] on the CPU.
+    Layer {
+        w: Tensor,
+        b: Tensor,
+        eps: f32,
+        wv: Vec<f32>,
+        bv: Vec<f32>,
+    },
+    Rms {
+        w: Tensor,
+        eps: f32,
+    },
 }
 
 impl Norm {
@@ -43,9 +53,19 @@ impl Norm {
                 eps,
             }
         } else {
+            let wt = w.tensor(&format!("{prefix}.weight"))?;
+            let bt = w.tensor(&format!("{prefix}.bias"))?;
+            let vec = |t: &Tensor| -> Result<Vec<f32>> {
+                Ok(t.to_dtype(DType::F32)?
+                    .flatten_all()?
+                    .to_device(&Device::Cpu)?
+                    .to_vec1()?)
+            };
             Norm::Layer {
-                w: w.tensor(&format!("{prefix}.weight"))?,
-                b: w.tensor(&format!("{prefix}.bias"))?,
+                wv: vec(&wt)?,
+                bv: vec(&bt)?,
+                w: wt,
+                b: bt,
                 eps,
             }
         })
@@ -53,10 +73,41 @@ impl Norm {
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Norm::Layer { w, b, eps } => candle_nn::ops::layer_norm(x, w, b, *eps),
+            Norm::Layer { wv, bv, eps, .. } if x.device().is_cpu() && x.dtype() == DType::F32 => {
+                let mut y = with_cpu_f32(x, |v| v.to_vec())?;
+                layer_norm(&mut y, wv, bv, *eps);
+                Tensor::from_vec(y, x.dims(), &Device::Cpu)
+            }
+            Norm::Layer { w, b, eps, .. } => candle_nn::ops::layer_norm(x, w, b, *eps),
             Norm::Rms { w, eps } => candle_nn::ops::rms_norm(x, w, *eps),
         }
     }
+}
+
+/// Layer normalisation in place over rows of `w.len()` values: mean, then the variance
+/// about it (two passes, as torch), `(x − mean) / sqrt(var + eps) · w + b`. A decoding
+/// step's few rows are done inline: candle's op handed each call to rayon's threads,
+/// which cost more than the arithmetic.
+fn layer_norm(xs: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
+    let d = w.len();
+    assert!(
+        d > 0 && b.len() == d && xs.len().is_multiple_of(d),
+        "layer norm shapes"
+    );
+    let rows = xs.len() / d;
+    let p = crate::backend::qmm::SendPtr::new(xs.as_mut_ptr());
+    crate::backend::qmm::parallel(rows, xs.len() >= 1 << 16, |range| {
+        for r in range {
+            // SAFETY: row r belongs to this task alone; r < rows.
+            let x = unsafe { std::slice::from_raw_parts_mut(p.get().add(r * d), d) };
+            let mean = x.iter().sum::<f32>() / d as f32;
+            let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+            let inv = 1.0 / (var + eps).sqrt();
+            for ((v, &wi), &bi) in x.iter_mut().zip(w).zip(b) {
+                *v = (*v - mean) * inv * wi + bi;
+            }
+        }
+    });
 }
 
 /// A residual sublayer: `x + f(norm(x))` (pre-norm: M2M100, T5) or `norm(x + f(x))`
@@ -992,6 +1043,26 @@ mod tests {
         assert_eq!(t5_bucket(-3, false, 32, 128), 3);
         assert_eq!(t5_bucket(-20, false, 32, 128), 17);
         assert_eq!(t5_bucket(-1000, false, 32, 128), 31);
+    }
+
+    #[test]
+    fn layer_norm_matches_f64() {
+        // Rows far from zero: a one-pass E[x²] − mean² (candle's op) loses digits there.
+        let (rows, d) = (5, 48);
+        let mut r = crate::backend::test_values(23, 3.0);
+        let x: Vec<f32> = (0..rows * d).map(|i| r() + (i / d) as f32 * 10.0).collect();
+        let w: Vec<f32> = (0..d).map(|_| r()).collect();
+        let b: Vec<f32> = (0..d).map(|_| r()).collect();
+        let mut got = x.clone();
+        layer_norm(&mut got, &w, &b, 1e-5);
+        for (row, out) in x.chunks(d).zip(got.chunks(d)) {
+            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
+            for j in 0..d {
+                let want = (row[j] as f64 - mean) / (var + 1e-5).sqrt() * w[j] as f64 + b[j] as f64;
+                assert!((out[j] as f64 - want).abs() <= 1e-5 * want.abs().max(1.0));
+            }
+        }
     }
 
     #[test]
