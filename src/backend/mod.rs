@@ -85,8 +85,8 @@ pub(crate) fn with_cpu_f32<R>(
 }
 
 /// `out += softmax(scores) · vals` (`vals`: one row of `out.len()` values per score),
-/// the softmax as candle's: max subtracted, `exp`, divided by the sum. Decoding attention of
-/// both model families uses it.
+/// the softmax as candle's: max subtracted, `exp`, divided by the sum (the LLM decoder's
+/// attention; the translators' is in `seq2seq::attention`).
 pub(crate) fn softmax_mix(scores: &mut [f32], vals: &[f32], out: &mut [f32]) {
     softmax(scores);
     for (&w, val) in scores.iter().zip(vals.chunks_exact(out.len())) {

@@ -199,14 +199,13 @@ pub fn attend(
     assert!(rows == 0 || q.len() >= (rows - 1) * q_stride + heads * dh);
     let slots = kv.k.len() / (heads * cap * dh).max(1);
     assert!(kv.v.len() == kv.k.len() && len <= cap);
-    let used: Box<dyn Iterator<Item = usize>> = match kv.slots {
-        Slots::Own => Box::new(0..rows),
-        Slots::Rows(m) => Box::new(m[..rows].iter().map(|&s| s as usize)),
-        Slots::Positions(m) => Box::new(
-            (0..rows).flat_map(move |r| m[r * cap..r * cap + len].iter().map(|&s| s as usize)),
-        ),
+    let inside = |m: &[u32]| m.iter().all(|&s| (s as usize) < slots);
+    let fits = match kv.slots {
+        Slots::Own => rows <= slots,
+        Slots::Rows(m) => inside(&m[..rows]),
+        Slots::Positions(m) => (0..rows).all(|r| inside(&m[r * cap..r * cap + len])),
     };
-    assert!(used.into_iter().all(|s| s < slots), "slot out of range");
+    assert!(fits, "slot out of range");
     if !bias.values.is_empty() {
         let last = (rows.max(1) - 1) * bias.row_stride + (heads - 1) * bias.head_stride + len;
         assert!(bias.values.len() >= last, "bias has too few values");

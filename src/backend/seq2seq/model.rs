@@ -84,6 +84,15 @@ impl Norm {
     }
 }
 
+/// Rows `idx` of `data`, which holds `rows` rows of equal width.
+fn gather_rows(data: &[f32], rows: usize, idx: &[u32]) -> Vec<f32> {
+    let w = data.len() / rows.max(1);
+    idx.iter()
+        .flat_map(|&i| &data[i as usize * w..(i as usize + 1) * w])
+        .copied()
+        .collect()
+}
+
 /// Layer normalisation in place over rows of `w.len()` values: mean, then the variance
 /// about it (two passes, as torch), `(x − mean) / sqrt(var + eps) · w + b`. A decoding
 /// step's few rows are done inline: candle's op handed each call to rayon's threads,
@@ -766,13 +775,7 @@ impl Model {
             let inputs: Vec<u32> = (0..(b * copies) as u32)
                 .map(|r| r / copies as u32)
                 .collect();
-            let m: Vec<f32> = mask.flatten_all()?.to_vec1()?;
-            let s = m.len() / b.max(1);
-            let row_mask = inputs
-                .iter()
-                .flat_map(|&i| &m[i as usize * s..(i as usize + 1) * s])
-                .copied()
-                .collect();
+            let row_mask = gather_rows(&mask.flatten_all()?.to_vec1()?, b, &inputs);
             let kv = (0..self.dec.len())
                 .map(|_| KvCache::new(b * copies, heads, dh))
                 .collect();
@@ -1005,14 +1008,8 @@ impl Model {
         }
         if !st.cpu_kv.is_empty() {
             // The rows' inputs and masks follow; the inputs' K/V stay where they are.
-            let s = st.row_mask.len() / st.rows.max(1);
-            let mask: Vec<f32> = idx
-                .iter()
-                .flat_map(|&i| &st.row_mask[i as usize * s..(i as usize + 1) * s])
-                .copied()
-                .collect();
+            st.row_mask = gather_rows(&st.row_mask, st.rows, idx);
             st.inputs = idx.iter().map(|&i| st.inputs[i as usize]).collect();
-            st.row_mask = mask;
         } else if cross {
             for kv in st.cross_kv.iter_mut() {
                 *kv = (kv.0.index_select(&t, 0)?, kv.1.index_select(&t, 0)?);
