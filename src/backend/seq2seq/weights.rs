@@ -286,7 +286,7 @@ fn kernel_apply(
     bias: Option<&Tensor>,
     product: impl Fn(&[f32], usize, Option<&[f32]>) -> Vec<f32>,
 ) -> candle_core::Result<Tensor> {
-    let y = kernel_vec((n, k), x, bias, product)?;
+    let y = kernel_vec(k, x, bias, product)?;
     let mut out = x.dims().to_vec();
     *out.last_mut().expect("non-empty") = n;
     Tensor::from_vec(y, out, &Device::Cpu)
@@ -294,7 +294,7 @@ fn kernel_apply(
 
 /// As [`kernel_apply`], the product left as a row-major vector.
 fn kernel_vec(
-    (_, k): (usize, usize),
+    k: usize,
     x: &Tensor,
     bias: Option<&Tensor>,
     product: impl Fn(&[f32], usize, Option<&[f32]>) -> Vec<f32>,
@@ -374,10 +374,8 @@ impl Linear {
     pub fn forward_vec(&self, x: &Tensor) -> candle_core::Result<Vec<f32>> {
         let b = self.b.as_ref();
         match &self.w {
-            Matrix::Int8(m) => kernel_vec((m.rows(), m.cols()), x, b, |x, r, b| m.matmul(x, r, b)),
-            Matrix::Packed(m) => {
-                kernel_vec((m.rows(), m.cols()), x, b, |x, r, b| m.matmul(x, r, b))
-            }
+            Matrix::Int8(m) => kernel_vec(m.cols(), x, b, |x, r, b| m.matmul(x, r, b)),
+            Matrix::Packed(m) => kernel_vec(m.cols(), x, b, |x, r, b| m.matmul(x, r, b)),
             _ => self
                 .forward(x)?
                 .to_dtype(candle_core::DType::F32)?
