@@ -193,7 +193,12 @@ fn main() -> Result<()> {
     let kernel = match quant {
         Some(Quant::Int8) => format!("tarjuma int8 {:?}", tarjuma::backend::int8::Kernel::best()),
         Some(q) => format!("candle {}", q.name()),
-        None if tarjuma::backend::sgemm::available() => "tarjuma packed f32 (AVX2+FMA)".to_string(),
+        None if tarjuma::backend::sgemm::available() => {
+            format!(
+                "tarjuma {} f32",
+                tarjuma::backend::sgemm::Kernel::best().name()
+            )
+        }
         None => "gemm (candle)".to_string(),
     };
     let rec = serde_json::json!({

@@ -65,6 +65,7 @@ impl Kernel {
                 if std::arch::is_x86_feature_detected!("avx512f")
                     && std::arch::is_x86_feature_detected!("avx512bw")
                     && std::arch::is_x86_feature_detected!("avx512vnni")
+                    && crate::backend::wide_isa_allowed()
                 {
                     return Kernel::Avx512Vnni;
                 }

@@ -12,6 +12,23 @@ pub mod vmath;
 
 use candle_core::Device;
 
+/// Whether the CPU kernels may use AVX-512 and VNNI where the CPU has them. Setting
+/// `TARJUMA_FORCE_CPU_ISA=avx2` keeps every product on the AVX2 kernels (as
+/// CTranslate2's `CT2_FORCE_CPU_ISA` does), so figures can be compared across kernels
+/// in one build and on one machine. The kernels give the same bits either way.
+pub fn wide_isa_allowed() -> bool {
+    static ALLOWED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ALLOWED.get_or_init(|| match std::env::var("TARJUMA_FORCE_CPU_ISA") {
+        Ok(v) if v.eq_ignore_ascii_case("avx2") => false,
+        Ok(v) if v.is_empty() || v.eq_ignore_ascii_case("best") => true,
+        Ok(v) => {
+            tracing::warn!("TARJUMA_FORCE_CPU_ISA={v:?} is not `avx2` or `best`; using the best");
+            true
+        }
+        Err(_) => true,
+    })
+}
+
 /// A decoder-only language model with a KV cache.
 pub trait CausalLm {
     /// Runs `tokens` at positions `pos..pos + tokens.len()` and returns the logits

@@ -11,7 +11,8 @@
 //! - a register-blocked kernel of up to 6 input rows × 16 channels (12 accumulators, so
 //!   the FMA latency never binds; each weight vector loaded once serves 6 rows; the
 //!   register blocking of Goto & van de Geijn, 2008, "Anatomy of High-Performance Matrix
-//!   Multiplication");
+//!   Multiplication"); on CPUs with AVX-512, up to 8 rows × 16 channels, one 512-bit
+//!   accumulator per row, the inputs broadcast by the multiply-add itself ([`Kernel`]);
 //! - inputs are read in place (a broadcast per row and input index), so nothing is
 //!   copied per call; the depth is cut into 256-deep slices so that a panel's slice and
 //!   the rows it meets stay in L1 while several row blocks pass over it;
@@ -31,13 +32,15 @@
 
 /// Output channels per panel.
 pub const NR: usize = 16;
-/// Rows per register block.
+/// Rows per register block (AVX2; see [`Kernel`]).
 const MR: usize = 6;
+/// Rows per register block of the AVX-512 kernel.
+const MR512: usize = 8;
 /// Input depth per slice.
 const KC: usize = 256;
 /// Rows per block of work items (a multiple of MR).
 const MC: usize = 96;
-const _: () = assert!(MC.is_multiple_of(MR));
+const _: () = assert!(MC.is_multiple_of(MR) && MC.is_multiple_of(MR512));
 /// Panels per work item.
 const PANELS_PER_ITEM: usize = 4;
 
@@ -50,6 +53,63 @@ pub fn available() -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     {
         false
+    }
+}
+
+/// The register kernels, chosen at run time. Every output is summed in the same order
+/// by both (fused multiply-adds in input order, slice after slice), so they give the
+/// same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// Up to 6 rows × 16 channels in 12 AVX2 registers.
+    Avx2,
+    /// Up to 8 rows × 16 channels in 8 AVX-512 registers, the inputs broadcast from
+    /// memory by the multiply-add itself: Intel's Xeons of this kind run two 512-bit
+    /// multiply-adds a cycle, where AVX2 gets half the work per instruction.
+    Avx512,
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU runs (needs [`available`]).
+    pub fn best() -> Kernel {
+        static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            let all = Kernel::all();
+            match crate::backend::wide_isa_allowed() {
+                true => *all.last().expect("AVX2 at least"),
+                false => Kernel::Avx2,
+            }
+        })
+    }
+
+    /// Every kernel this CPU runs, slowest first.
+    pub fn all() -> Vec<Kernel> {
+        let mut v = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if available() {
+                v.push(Kernel::Avx2);
+            }
+            if available() && std::arch::is_x86_feature_detected!("avx512f") {
+                v.push(Kernel::Avx512);
+            }
+        }
+        v
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Avx2 => "packed-avx2",
+            Kernel::Avx512 => "packed-avx512",
+        }
+    }
+
+    /// Rows per register block.
+    fn rows(self) -> usize {
+        match self {
+            Kernel::Avx2 => MR,
+            Kernel::Avx512 => MR512,
+        }
     }
 }
 
@@ -156,8 +216,23 @@ impl PackedF32 {
 
     /// `y = x Wᵀ (+ bias)` for `x` row-major [m, k]; returns [m, n]. Needs [`available`].
     pub fn matmul(&self, x: &[f32], m: usize, bias: Option<&[f32]>) -> Vec<f32> {
+        self.matmul_with(x, m, bias, Kernel::best())
+    }
+
+    /// [`PackedF32::matmul`] on the register kernel `kernel` (one of [`Kernel::all`]).
+    pub fn matmul_with(
+        &self,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        kernel: Kernel,
+    ) -> Vec<f32> {
         let (n, k) = (self.n, self.k);
-        assert!(available(), "the packed f32 kernels need AVX2 and FMA");
+        assert!(
+            Kernel::all().contains(&kernel),
+            "this CPU does not run the {} kernel",
+            kernel.name()
+        );
         crate::backend::check_product(x, m, (n, k), bias);
         let mut y = vec![0f32; m * n];
         if m == 0 || n == 0 {
@@ -174,8 +249,9 @@ impl PackedF32 {
                 let rows = b * MC..(b * MC + MC).min(m);
                 let ps = g * PANELS_PER_ITEM..(g * PANELS_PER_ITEM + PANELS_PER_ITEM).min(panels);
                 // SAFETY: items own disjoint (row block, panel group) rectangles of `y`;
-                // AVX2 and FMA asserted above; every index stays inside x, data and y.
-                unsafe { self.block(x, rows, ps, bias, out.0) };
+                // the kernel's features asserted above; every index stays inside x, data
+                // and y.
+                unsafe { self.block(x, rows, ps, bias, out.0, kernel) };
             }
         };
         let items = blocks * groups;
@@ -282,7 +358,7 @@ impl PackedF32 {
     /// Rows `rows` × panels `ps` of the product, written into `y` ([m, n]).
     ///
     /// # Safety
-    /// AVX2 and FMA; no other thread writes this rectangle of `y`.
+    /// The CPU runs `kernel`; no other thread writes this rectangle of `y`.
     unsafe fn block(
         &self,
         x: &[f32],
@@ -290,8 +366,10 @@ impl PackedF32 {
         ps: std::ops::Range<usize>,
         bias: Option<&[f32]>,
         y: *mut f32,
+        kernel: Kernel,
     ) {
         let (n, k) = (self.n, self.k);
+        let mr = kernel.rows();
         // A panel's slice: (values or upper halves, lower halves or null).
         let panel = |p: usize, k0: usize| -> (*const u8, *const u8) {
             let at = (p * k + k0) * NR;
@@ -320,7 +398,7 @@ impl PackedF32 {
             };
             let mut r = rows.start;
             while r < rows.end {
-                let rr = MR.min(rows.end - r);
+                let rr = mr.min(rows.end - r);
                 let (w, lo) = panel(p, k0);
                 let t = Tile {
                     x: x.as_ptr().add(r * k + k0),
@@ -344,9 +422,9 @@ impl PackedF32 {
                 };
                 #[cfg(target_arch = "x86_64")]
                 if t.lo.is_null() {
-                    x86::tile_rows::<false>(rr, &t)
+                    x86::tile_rows::<false>(kernel, rr, &t)
                 } else {
-                    x86::tile_rows::<true>(rr, &t)
+                    x86::tile_rows::<true>(kernel, rr, &t)
                 }
                 #[cfg(not(target_arch = "x86_64"))]
                 unreachable!("packed f32 kernels without x86: {}", t.depth);
@@ -358,7 +436,7 @@ impl PackedF32 {
         // panels: stream the panels in memory order. More rows: every row block passes
         // over a panel's slice while it is in L1.
         let (slices, panels) = (k.div_ceil(KC), ps.len());
-        let panel_major = rows.len() <= 2 * MR;
+        let panel_major = rows.len() <= 2 * mr;
         let visit = |v: usize| {
             let (p, s) = if panel_major {
                 (v / slices, v % slices)
@@ -432,7 +510,7 @@ unsafe impl Sync for OutPtr {}
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Init, Tile, NR};
+    use super::{split_slot, Init, Kernel, Tile, NR};
     use std::arch::x86_64::*;
 
     /// How far ahead `bounded_panel` fetches, in u16 values.
@@ -478,19 +556,98 @@ mod x86 {
         _mm256_storeu_ps(s.add(8), _mm256_add_ps(sum[1], sum[3]));
     }
 
-    /// `tile` for `rows` (1 to MR) rows.
+    /// The register kernel `kernel` for `rows` (1 to its row block) rows.
     ///
     /// # Safety
-    /// As `tile`.
+    /// As `tile` and `tile512`.
     #[inline]
-    pub unsafe fn tile_rows<const SPLIT: bool>(rows: usize, t: &Tile) {
-        match rows {
-            6 => tile::<6, SPLIT>(t),
-            5 => tile::<5, SPLIT>(t),
-            4 => tile::<4, SPLIT>(t),
-            3 => tile::<3, SPLIT>(t),
-            2 => tile::<2, SPLIT>(t),
-            _ => tile::<1, SPLIT>(t),
+    pub unsafe fn tile_rows<const SPLIT: bool>(kernel: Kernel, rows: usize, t: &Tile) {
+        macro_rules! by_rows {
+            ($f:ident, $($r:literal)*) => {
+                match rows {
+                    $($r => $f::<$r, SPLIT>(t),)*
+                    _ => $f::<1, SPLIT>(t),
+                }
+            };
+        }
+        match kernel {
+            Kernel::Avx2 => by_rows!(tile, 6 5 4 3 2),
+            Kernel::Avx512 => by_rows!(tile512, 8 7 6 5 4 3 2),
+        }
+    }
+
+    /// Fetches `t.prefetch` (if any) at input index `kk`, two indices' lines at a time.
+    #[inline(always)]
+    unsafe fn prefetch<const SPLIT: bool>(t: &Tile, kk: usize, step: usize) {
+        if !t.prefetch.0.is_null() && kk.is_multiple_of(2) {
+            // Prefetches never fault; the addresses may pass the end of the panels.
+            let (pw, pl) = t.prefetch;
+            _mm_prefetch::<_MM_HINT_T0>(pw.wrapping_add(kk * step) as *const i8);
+            if SPLIT {
+                _mm_prefetch::<_MM_HINT_T0>(pl.wrapping_add(kk * step) as *const i8);
+            } else {
+                _mm_prefetch::<_MM_HINT_T0>(pw.wrapping_add(kk * step + 64) as *const i8);
+            }
+        }
+    }
+
+    /// `tile` on AVX-512: R rows × 16 channels, one accumulator per row, the same
+    /// multiply-adds in the same order. A split panel's values come out of the 16-bit
+    /// widening in their stored order (`split_slot`), so the sums are put back in
+    /// channel order once, before they are written.
+    ///
+    /// # Safety
+    /// AVX-512F; as `tile`.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn tile512<const R: usize, const SPLIT: bool>(t: &Tile) {
+        let mut acc = [_mm512_setzero_ps(); R];
+        let x = t.x;
+        let step = if SPLIT { 2 * NR } else { 4 * NR };
+        for kk in 0..t.depth {
+            let wp = t.w.add(kk * step);
+            prefetch::<SPLIT>(t, kk, step);
+            let b = if SPLIT {
+                let half = |p: *const u8| {
+                    _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.add(kk * step) as *const __m256i))
+                };
+                let (hi, lo) = (half(t.w), half(t.lo));
+                _mm512_castsi512_ps(_mm512_or_si512(_mm512_slli_epi32::<16>(hi), lo))
+            } else {
+                _mm512_loadu_ps(wp as *const f32)
+            };
+            for (r, a) in acc.iter_mut().enumerate() {
+                *a = _mm512_fmadd_ps(_mm512_set1_ps(*x.add(r * t.ldx + kk)), b, *a);
+            }
+        }
+        // `split_slot` is its own inverse: lane j takes the sum of slot split_slot(j).
+        const ORDER: [i32; NR] = {
+            let mut o = [0; NR];
+            let mut j = 0;
+            while j < NR {
+                o[j] = split_slot(j) as i32;
+                j += 1;
+            }
+            o
+        };
+        let order = _mm512_loadu_si512(ORDER.as_ptr().cast());
+        let mask: __mmask16 = if t.width >= NR {
+            0xffff
+        } else {
+            ((1u32 << t.width) - 1) as __mmask16
+        };
+        for (r, a) in acc.iter().enumerate() {
+            let a = if SPLIT {
+                _mm512_permutexvar_ps(order, *a)
+            } else {
+                *a
+            };
+            let yp = t.y.add(r * t.ldy);
+            let s = match t.init {
+                Init::Zero => _mm512_setzero_ps(),
+                Init::Bias(b) => _mm512_maskz_loadu_ps(mask, b),
+                Init::Add => _mm512_maskz_loadu_ps(mask, yp),
+            };
+            _mm512_mask_storeu_ps(yp, mask, _mm512_add_ps(s, a));
         }
     }
 
@@ -504,16 +661,7 @@ mod x86 {
         let step = if SPLIT { 2 * NR } else { 4 * NR };
         for kk in 0..t.depth {
             let wp = t.w.add(kk * step);
-            if !t.prefetch.0.is_null() && kk % 2 == 0 {
-                // Prefetches never fault; the addresses may pass the end of the panels.
-                let (pw, pl) = t.prefetch;
-                _mm_prefetch::<_MM_HINT_T0>(pw.wrapping_add(kk * step) as *const i8);
-                if SPLIT {
-                    _mm_prefetch::<_MM_HINT_T0>(pl.wrapping_add(kk * step) as *const i8);
-                } else {
-                    _mm_prefetch::<_MM_HINT_T0>(pw.wrapping_add(kk * step + 64) as *const i8);
-                }
-            }
+            prefetch::<SPLIT>(t, kk, step);
             let (b0, b1) = if SPLIT {
                 let hi = _mm256_loadu_si256(wp as *const __m256i);
                 let lo = _mm256_loadu_si256(t.lo.add(kk * step) as *const __m256i);
@@ -650,6 +798,35 @@ mod tests {
                             plain.exact_at(row, bias, &all[..n / 2]),
                             y[i * n..i * n + n / 2]
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    /// AVX-512 against AVX2 (where this CPU has both): plain and split storage, row
+    /// counts around both register blocks, partial panels and slices, with and without
+    /// bias. The same bits, so a batch's outputs do not depend on the machine's kernel.
+    #[test]
+    fn every_kernel_gives_the_same_bits() {
+        let kernels = Kernel::all();
+        if kernels.is_empty() {
+            return;
+        }
+        let mut r = crate::backend::test_values(29, 0.5);
+        for &(n, k) in &[(5, 3), (40, 257), (70, 600), (33, 512)] {
+            let w: Vec<f32> = (0..n * k).map(|i| r() * (1 << (i % 9)) as f32).collect();
+            let b: Vec<f32> = (0..n).map(|_| r()).collect();
+            let packs = [PackedF32::pack(&w, n, k), PackedF32::pack_split(&w, n, k)];
+            for m in [1, 2, 5, 6, 7, 8, 9, 13, 16, 17, 97] {
+                let x: Vec<f32> = (0..m * k).map(|_| r()).collect();
+                for p in &packs {
+                    for bias in [None, Some(&b[..])] {
+                        let want = p.matmul_with(&x, m, bias, Kernel::Avx2);
+                        for &kernel in &kernels {
+                            let got = p.matmul_with(&x, m, bias, kernel);
+                            assert_eq!(got, want, "{kernel:?} n {n} k {k} m {m}");
+                        }
                     }
                 }
             }
