@@ -16,9 +16,10 @@
 //!   run on packed tiles: eight weight rows unpacked with SIMD into bytes interleaved
 //!   four columns deep (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K), so one `maddubs`
 //!   multiplies four broadcast inputs into eight rows and the sums land per row (the
-//!   layout of candle's x86 repack and llama.cpp's tinyBLAS). Tiles are made per call,
-//!   1024 columns at a time so they stay in L1 while up to four input rows at once pass
-//!   over them, so no second copy of the weights is kept;
+//!   layout of candle's x86 repack and llama.cpp's tinyBLAS); on CPUs with VNNI, one
+//!   `vpdpbusd` does it and widens the sums too (the same integers, so the same bits).
+//!   Tiles are made per call, 1024 columns at a time so they stay in L1 while up to
+//!   four input rows at once pass over them, so no second copy of the weights is kept;
 //! - one to three rows (one sequence decoding) stream the blocks through AVX2 block
 //!   kernels (Q4_0, Q4_1, Q5_0, Q8_0; k-quants use candle's AVX2 block dot products on
 //!   the same tiling);
@@ -217,19 +218,32 @@ impl QWeight {
         self.dtype
     }
 
-    /// The kernels products over this weight run on: `packed-avx2` from four input
-    /// rows where the format has it, then `avx2` (ours) or `candle-blocks` (candle's
+    /// The kernels products over this weight run on: `packed-<dot>` from four input
+    /// rows where the format has it (`<dot>` the integer dot product: `avx2`, or VNNI's
+    /// `avx-vnni` or `avx512-vnni`), then `avx2` (ours) or `candle-blocks` (candle's
     /// block dot products on our tiling) for fewer rows.
     pub fn kernel(&self) -> &'static str {
         use GgmlDType::*;
         #[cfg(target_arch = "x86_64")]
         if avx2::available() {
+            use avx2::Dot;
+            let dot = Dot::best();
             if self.tiled {
-                return "tiled-avx2 (tiles made at load)";
+                return match dot {
+                    Dot::Avx2 => "tiled-avx2 (tiles made at load)",
+                    Dot::AvxVnni => "tiled-avx-vnni (tiles made at load)",
+                    Dot::Avx512Vnni => "tiled-avx512-vnni (tiles made at load)",
+                };
             }
-            return match self.dtype {
-                Q4_0 | Q4_1 | Q5_0 | Q8_0 => "packed-avx2 (>=4 rows), avx2",
-                Q4K | Q6K => "packed-avx2 (>=4 rows), candle-blocks",
+            return match (self.dtype, dot) {
+                (Q4_0 | Q4_1 | Q5_0 | Q8_0, Dot::Avx2) => "packed-avx2 (>=4 rows), avx2",
+                (Q4_0 | Q4_1 | Q5_0 | Q8_0, Dot::AvxVnni) => "packed-avx-vnni (>=4 rows), avx2",
+                (Q4_0 | Q4_1 | Q5_0 | Q8_0, Dot::Avx512Vnni) => {
+                    "packed-avx512-vnni (>=4 rows), avx2"
+                }
+                (Q4K | Q6K, Dot::Avx2) => "packed-avx2 (>=4 rows), candle-blocks",
+                (Q4K | Q6K, Dot::AvxVnni) => "packed-avx-vnni (>=4 rows), candle-blocks",
+                (Q4K | Q6K, Dot::Avx512Vnni) => "packed-avx512-vnni (>=4 rows), candle-blocks",
                 _ => "candle-blocks",
             };
         }
@@ -376,6 +390,7 @@ impl QWeight {
             }],
             x,
             m,
+            avx2::Dot::best(),
         );
     }
 
@@ -410,7 +425,7 @@ impl QWeight {
                 }
             }
             if !parts.is_empty() {
-                packed_group(&parts, x, m);
+                packed_group(&parts, x, m, avx2::Dot::best());
                 for (i, mut b) in bufs {
                     // SAFETY: `packed_group` wrote all `m × rows` values of each part.
                     unsafe { b.set_len(m * ws[i].rows) };
@@ -753,7 +768,7 @@ fn quantize_rows(x: &[f32], m: usize, k: usize, kq: bool) -> QInput {
 /// the input quantized once per rounding the formats need, and the tiles of all the
 /// parts shared out in one parallel region.
 #[cfg(target_arch = "x86_64")]
-fn packed_group(parts: &[Part], x: &[f32], m: usize) {
+fn packed_group(parts: &[Part], x: &[f32], m: usize, dot: avx2::Dot) {
     let k = parts[0].w.cols;
     assert!(
         parts.iter().all(|p| p.w.cols == k),
@@ -847,9 +862,12 @@ fn packed_group(parts: &[Part], x: &[f32], m: usize) {
                     // cb blocks of PACK rows; input rows r.. hold cb blocks from c0.
                     r += unsafe {
                         match m - r {
-                            1 => avx2::rows_of::<1>(src, cb, [x(r)], &mut acc[r..]),
-                            2 | 3 => avx2::rows_of::<2>(src, cb, [x(r), x(r + 1)], &mut acc[r..]),
+                            1 => avx2::rows_of::<1>(dot, src, cb, [x(r)], &mut acc[r..]),
+                            2 | 3 => {
+                                avx2::rows_of::<2>(dot, src, cb, [x(r), x(r + 1)], &mut acc[r..])
+                            }
                             _ => avx2::rows_of::<4>(
+                                dot,
                                 src,
                                 cb,
                                 std::array::from_fn(|i| x(r + i)),
@@ -1282,24 +1300,139 @@ mod avx2 {
         Tiled(bool, *const u8),
     }
 
-    /// `packed_rows` or `tiled_rows` for `src`; returns `R`.
+    /// The integer dot product the packed kernels use. All compute the same i32 sums
+    /// (no kernel's intermediate saturates, see `rows_u5` and `rows_i8`), so products
+    /// are bit for bit the same whichever runs.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Dot {
+        /// `vpmaddubsw` into i16, then `vpmaddwd` against ones into i32.
+        Avx2,
+        /// `vpdpbusd` (VEX-encoded AVX-VNNI): four u8 × i8 products straight into i32,
+        /// one instruction where AVX2 takes two and an add.
+        AvxVnni,
+        /// The same on 256-bit registers through AVX-512 VNNI and VL (CPUs with
+        /// AVX-512 VNNI but not the VEX form).
+        Avx512Vnni,
+    }
+
+    impl Dot {
+        /// The fastest this CPU runs (needs `available()`).
+        pub fn best() -> Dot {
+            static BEST: std::sync::OnceLock<Dot> = std::sync::OnceLock::new();
+            *BEST.get_or_init(|| match crate::backend::wide_isa_allowed() {
+                true => *Dot::all().last().expect("AVX2 at least"),
+                false => Dot::Avx2,
+            })
+        }
+
+        /// Every kind this CPU runs, slowest first (for tests and benches).
+        pub fn all() -> Vec<Dot> {
+            let mut v = vec![Dot::Avx2];
+            if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+                v.push(Dot::Avx512Vnni);
+            }
+            if is_x86_feature_detected!("avxvnni") {
+                v.push(Dot::AvxVnni);
+            }
+            v
+        }
+    }
+
+    /// `packed_rows` or `tiled_rows` for `src` with the dot product `dot`; returns `R`.
     ///
     /// # Safety
-    /// As `packed_rows` and `tiled_rows`.
+    /// As `packed_rows` and `tiled_rows`; `dot` is one of `Dot::all()`.
     pub unsafe fn rows_of<const R: usize>(
+        dot: Dot,
         src: Src,
         kb: usize,
         x: [Input; R],
         out: &mut [[f32; super::PACK]],
     ) -> usize {
-        match src {
-            Src::Packed(0, u, s, o) => packed_rows::<0, R>(u, s, o, kb, x, out),
-            Src::Packed(1, u, s, o) => packed_rows::<1, R>(u, s, o, kb, x, out),
-            Src::Packed(_, u, s, o) => packed_rows::<2, R>(u, s, o, kb, x, out),
-            Src::Tiled(true, p) => tiled_rows::<true, R>(p, kb, x, out),
-            Src::Tiled(false, p) => tiled_rows::<false, R>(p, kb, x, out),
+        match dot {
+            Dot::Avx2 => rows_avx2::<R>(src, kb, x, out),
+            Dot::AvxVnni => rows_avxvnni::<R>(src, kb, x, out),
+            Dot::Avx512Vnni => rows_avx512vnni::<R>(src, kb, x, out),
         }
         R
+    }
+
+    /// One entry per dot product, compiled with its CPU features, so that the kernels
+    /// inlined into it use them.
+    macro_rules! rows_entry {
+        ($name:ident, $v:expr, $features:literal) => {
+            #[target_feature(enable = $features)]
+            unsafe fn $name<const R: usize>(
+                src: Src,
+                kb: usize,
+                x: [Input; R],
+                out: &mut [[f32; super::PACK]],
+            ) {
+                const V: u8 = $v;
+                match src {
+                    Src::Packed(0, u, s, o) => packed_rows::<0, R, V>(u, s, o, kb, x, out),
+                    Src::Packed(1, u, s, o) => packed_rows::<1, R, V>(u, s, o, kb, x, out),
+                    Src::Packed(_, u, s, o) => packed_rows::<2, R, V>(u, s, o, kb, x, out),
+                    Src::Tiled(true, p) => tiled_rows::<true, R, V>(p, kb, x, out),
+                    Src::Tiled(false, p) => tiled_rows::<false, R, V>(p, kb, x, out),
+                }
+            }
+        };
+    }
+    rows_entry!(rows_avx2, 0, "avx2,fma,f16c");
+    rows_entry!(rows_avxvnni, 1, "avx2,fma,f16c,avxvnni");
+    rows_entry!(
+        rows_avx512vnni,
+        2,
+        "avx2,fma,f16c,avx512f,avx512vnni,avx512vl"
+    );
+
+    /// `acc` plus the four u8 × i8 products of each 32-bit lane of `u` and `s`, through
+    /// the dot product `V` (see `Dot`: 0 AVX2, 1 AVX-VNNI, 2 AVX-512 VNNI). With AVX2 the
+    /// pairs are summed in i16 first, which the callers keep from saturating.
+    #[inline(always)]
+    unsafe fn dp<const V: u8>(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        match V {
+            1 => _mm256_dpbusd_avx_epi32(acc, u, s),
+            2 => _mm256_dpbusd_epi32(acc, u, s),
+            _ => _mm256_add_epi32(
+                acc,
+                _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)),
+            ),
+        }
+    }
+
+    /// The i32 sums of groups `g..g + 4` of a block (four `maddubs` pairs each). With
+    /// AVX2 they are summed in i16 before widening: all four for values below 32 (at
+    /// most 4 · 2 · 31 · 128 < 2^15), two and two for 6-bit values (`SIX`: at most
+    /// 2 · 2 · 63 · 128). With VNNI they go straight into i32, in two chains so that
+    /// the instruction's latency overlaps.
+    #[inline(always)]
+    unsafe fn sum4<const V: u8, const SIX: bool>(
+        wv: &[__m256i; 8],
+        y: *const i8,
+        g: usize,
+    ) -> __m256i {
+        if V == 0 {
+            let ones = _mm256_set1_epi16(1);
+            let part = |g: usize| _mm256_maddubs_epi16(wv[g], bcast(y, g));
+            let p0 = _mm256_add_epi16(part(g), part(g + 1));
+            let p1 = _mm256_add_epi16(part(g + 2), part(g + 3));
+            if SIX {
+                _mm256_add_epi32(_mm256_madd_epi16(p0, ones), _mm256_madd_epi16(p1, ones))
+            } else {
+                _mm256_madd_epi16(_mm256_add_epi16(p0, p1), ones)
+            }
+        } else {
+            let z = _mm256_setzero_si256();
+            let a = dp::<V>(dp::<V>(z, wv[g], bcast(y, g)), wv[g + 2], bcast(y, g + 2));
+            let b = dp::<V>(
+                dp::<V>(z, wv[g + 1], bcast(y, g + 1)),
+                wv[g + 3],
+                bcast(y, g + 3),
+            );
+            _mm256_add_epi32(a, b)
+        }
     }
 
     /// `R` input rows against a packed tile of `PACK` weight rows (see
@@ -1311,11 +1444,11 @@ mod avx2 {
     /// - 2 (Q8_0): signed bytes (see `rows_i8`).
     ///
     /// # Safety
-    /// AVX2 and FMA must be available; `u` holds `kb · 32 · PACK` bytes, `s` and `o`
-    /// `kb · 2 · PACK` values; each input row (`qs`, `d`, `t`) `kb` blocks; `out` at
-    /// least `R` rows.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn packed_rows<const K: u8, const R: usize>(
+    /// The features of dot product `V` must be available (see `rows_entry`); `u` holds
+    /// `kb · 32 · PACK` bytes, `s` and `o` `kb · 2 · PACK` values; each input row (`qs`,
+    /// `d`, `t`) `kb` blocks; `out` at least `R` rows.
+    #[inline(always)]
+    unsafe fn packed_rows<const K: u8, const R: usize, const V: u8>(
         u: &[u8],
         s: &[f32],
         o: &[f32],
@@ -1325,7 +1458,6 @@ mod avx2 {
     ) {
         assert!(u.len() >= kb * 256 && s.len() >= kb * 16 && o.len() >= kb * 16);
         assert!(out.len() >= R);
-        let ones = _mm256_set1_epi16(1);
         let mut acc = [_mm256_setzero_ps(); R];
         let (up, sp, opp) = (u.as_ptr(), s.as_ptr(), o.as_ptr());
         for b in 0..kb {
@@ -1338,15 +1470,7 @@ mod avx2 {
                         let sw = _mm256_loadu_ps(sp.add((b * 2 + h) * 8));
                         let ow = _mm256_loadu_ps(opp.add((b * 2 + h) * 8));
                         for (r, &(qs, d, t)) in x.iter().enumerate() {
-                            let y = qs.add(b * 32);
-                            let part = |g: usize| _mm256_maddubs_epi16(wv[g], bcast(y, g));
-                            let g = 4 * h;
-                            let p0 = _mm256_add_epi16(part(g), part(g + 1));
-                            let p1 = _mm256_add_epi16(part(g + 2), part(g + 3));
-                            let i = _mm256_add_epi32(
-                                _mm256_madd_epi16(p0, ones),
-                                _mm256_madd_epi16(p1, ones),
-                            );
+                            let i = sum4::<V, true>(&wv, qs.add(b * 32), 4 * h);
                             let a = _mm256_fnmadd_ps(ow, _mm256_set1_ps(*t.add(b * 2 + h)), acc[r]);
                             let dy = _mm256_set1_ps(*d.add(b));
                             acc[r] =
@@ -1354,13 +1478,13 @@ mod avx2 {
                         }
                     }
                 }
-                2 => rows_i8(&wv, _mm256_loadu_ps(sp.add(b * 16)), b, &x, &mut acc),
+                2 => rows_i8::<R, V>(&wv, _mm256_loadu_ps(sp.add(b * 16)), b, &x, &mut acc),
                 _ => {
                     let (sw, ow) = (
                         _mm256_loadu_ps(sp.add(b * 16)),
                         _mm256_loadu_ps(opp.add(b * 16)),
                     );
-                    rows_u5(&wv, sw, ow, b, &x, &mut acc)
+                    rows_u5::<R, V>(&wv, sw, ow, b, &x, &mut acc)
                 }
             }
         }
@@ -1389,7 +1513,7 @@ mod avx2 {
     /// (`wv`, scale `sw` and offset `ow` per row): four products summed in i16 (at most
     /// 4 · 2 · 31 · 127 < 2^15); the offsets come off through the input's sums in `t`.
     #[inline(always)]
-    unsafe fn rows_u5<const R: usize>(
+    unsafe fn rows_u5<const R: usize, const V: u8>(
         wv: &[__m256i; 8],
         sw: __m256,
         ow: __m256,
@@ -1397,19 +1521,9 @@ mod avx2 {
         x: &[Input; R],
         acc: &mut [__m256; R],
     ) {
-        let ones = _mm256_set1_epi16(1);
         for (r, &(qs, d, t)) in x.iter().enumerate() {
             let y = qs.add(b * 32);
-            let part = |g: usize| _mm256_maddubs_epi16(wv[g], bcast(y, g));
-            let mut isum = _mm256_setzero_si256();
-            for h in 0..2 {
-                let g = 4 * h;
-                let p = _mm256_add_epi16(
-                    _mm256_add_epi16(part(g), part(g + 1)),
-                    _mm256_add_epi16(part(g + 2), part(g + 3)),
-                );
-                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, ones));
-            }
+            let isum = _mm256_add_epi32(sum4::<V, false>(wv, y, 0), sum4::<V, false>(wv, y, 4));
             let tb = *t.add(b * 2) + *t.add(b * 2 + 1);
             let a = _mm256_fnmadd_ps(ow, _mm256_set1_ps(tb), acc[r]);
             let dy = _mm256_set1_ps(*d.add(b));
@@ -1421,22 +1535,24 @@ mod avx2 {
     /// `maddubs` takes |w| and the input with w's sign (at most 2 · 128 · 127: no
     /// saturation, and no room to sum two in i16).
     #[inline(always)]
-    unsafe fn rows_i8<const R: usize>(
+    unsafe fn rows_i8<const R: usize, const V: u8>(
         wv: &[__m256i; 8],
         sw: __m256,
         b: usize,
         x: &[Input; R],
         acc: &mut [__m256; R],
     ) {
-        let ones = _mm256_set1_epi16(1);
         let aw: [__m256i; 8] = std::array::from_fn(|g| _mm256_sign_epi8(wv[g], wv[g]));
         for (r, &(qs, d, _)) in x.iter().enumerate() {
             let y = qs.add(b * 32);
-            let mut isum = _mm256_setzero_si256();
+            let part = |g: usize| (aw[g], _mm256_sign_epi8(bcast(y, g), wv[g]));
+            // Two chains (even and odd groups), so VNNI's latency overlaps.
+            let mut isum = [_mm256_setzero_si256(); 2];
             for g in 0..8 {
-                let p = _mm256_maddubs_epi16(aw[g], _mm256_sign_epi8(bcast(y, g), wv[g]));
-                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, ones));
+                let (u, s) = part(g);
+                isum[g % 2] = dp::<V>(isum[g % 2], u, s);
             }
+            let isum = _mm256_add_epi32(isum[0], isum[1]);
             let dy = _mm256_set1_ps(*d.add(b));
             acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(sw, dy), _mm256_cvtepi32_ps(isum), acc[r]);
         }
@@ -1511,10 +1627,10 @@ mod avx2 {
     /// registers, then multiplied as `packed_rows` does.
     ///
     /// # Safety
-    /// AVX2, FMA and F16C must be available; `p` holds `nb` tiled blocks; each input
-    /// row `nb` blocks; `out` at least `R` rows.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn tiled_rows<const Q5: bool, const R: usize>(
+    /// The features of dot product `V` must be available (see `rows_entry`); `p` holds
+    /// `nb` tiled blocks; each input row `nb` blocks; `out` at least `R` rows.
+    #[inline(always)]
+    unsafe fn tiled_rows<const Q5: bool, const R: usize, const V: u8>(
         p: *const u8,
         nb: usize,
         x: [Input; R],
@@ -1556,11 +1672,11 @@ mod avx2 {
                 ];
                 let sw = _mm256_cvtph_ps(_mm_loadu_si128(blk.add(160) as *const __m128i));
                 let ow = _mm256_mul_ps(sw, _mm256_set1_ps(16.0));
-                rows_u5(&wv, sw, ow, b, &x, &mut acc);
+                rows_u5::<R, V>(&wv, sw, ow, b, &x, &mut acc);
             } else {
                 let wv: [__m256i; 8] = std::array::from_fn(|g| load(blk.add(g * 32)));
                 let sw = _mm256_cvtph_ps(_mm_loadu_si128(blk.add(256) as *const __m128i));
-                rows_i8(&wv, sw, b, &x, &mut acc);
+                rows_i8::<R, V>(&wv, sw, b, &x, &mut acc);
             }
         }
         add_rows(&acc, out);
@@ -1697,6 +1813,48 @@ mod tests {
     /// Grouped products equal the weights' own products value for value, whatever the
     /// mix: tiled and per-call packed formats, the two input roundings (Q8_0 and Q8_K),
     /// short last tiles, and row counts below the packed threshold.
+    /// VNNI's `vpdpbusd` against AVX2's `maddubs` on every packed format, tiled or
+    /// made per call, at every row-block width: the same bits (the integer sums are
+    /// exact in both). Only the kinds this CPU has are run.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn every_dot_product_gives_the_same_bits() {
+        if !avx2::available() {
+            return;
+        }
+        use GgmlDType::*;
+        let cases = [
+            (Q4_0, false),
+            (Q4_1, false),
+            (Q5_0, false),
+            (Q5_0, true),
+            (Q8_0, false),
+            (Q8_0, true),
+            (Q4K, false),
+            (Q6K, false),
+        ];
+        for (dtype, tiled) in cases {
+            let w = weight(dtype, 40, 512, 3, tiled);
+            let fmt = avx2::Packed::of(dtype).expect("a packed format");
+            for m in [1, 2, 3, 4, 7] {
+                let x = random(m * 512, 30 + m as u64);
+                let mut want = None;
+                for dot in avx2::Dot::all() {
+                    let mut out = vec![f32::NAN; m * 40];
+                    let part = Part {
+                        w: &w,
+                        fmt,
+                        out: SendPtr(out.as_mut_ptr()),
+                    };
+                    packed_group(&[part], &x, m, dot);
+                    let want = want.get_or_insert_with(|| out.clone());
+                    assert!(out.iter().all(|v| v.is_finite()), "{dtype:?} {dot:?} m={m}");
+                    assert_eq!(out, *want, "{dtype:?} tiled={tiled} {dot:?} m={m}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn grouped_products_equal_products_alone() {
         let ws = [
