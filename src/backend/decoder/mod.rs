@@ -326,8 +326,10 @@ fn append(buf: &mut Tensor, len: usize, new: &Tensor) -> candle_core::Result<()>
 
 /// `act(gate) · up` on the CPU, in parallel: candle's unary ops run on one thread, and
 /// GELU's `tanh` was 6 % of an 8-sequence Gemma decode while the other core waited.
-/// The formulas and their order of operations are candle's (`gelu`: the tanh
-/// approximation; `silu`: `x / (1 + exp(-x))`), so the values are bit for bit the same.
+/// SiLU is candle's formula, `x / (1 + exp(-x))`, bit for bit. GELU (the tanh
+/// approximation) runs 8 lanes at a time on [`crate::backend::vmath::gelu_tanh`]:
+/// libm's scalar `tanhf` was still 16 % of a 1024-token Gemma prompt; the values stay
+/// within a few ulps of candle's.
 fn gated_activation(arch: Arch, gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
     let out = with_cpu_f32(gate, |g| with_cpu_f32(up, |u| gated_rows(arch, g, u)))??;
     Tensor::from_vec(out, gate.shape(), gate.device())
@@ -335,13 +337,6 @@ fn gated_activation(arch: Arch, gate: &Tensor, up: &Tensor) -> candle_core::Resu
 
 /// [`gated_activation`] over slices.
 fn gated_rows(arch: Arch, g: &[f32], u: &[f32]) -> Vec<f32> {
-    const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
-    let act = |v: f32| match arch {
-        Arch::Gemma3 => {
-            0.5 * v * (1.0 + f32::tanh(SQRT_TWO_OVER_PI * v * (1.0 + 0.044715 * v * v)))
-        }
-        _ => v / (1.0 + (-v).exp()),
-    };
     let mut out = vec![0f32; g.len()];
     let op = crate::backend::qmm::SendPtr::new(out.as_mut_ptr());
     const CHUNK: usize = 1024;
@@ -351,8 +346,16 @@ fn gated_rows(arch: Arch, g: &[f32], u: &[f32]) -> Vec<f32> {
             let r = c * CHUNK..((c + 1) * CHUNK).min(n);
             // SAFETY: each chunk of `out` belongs to one task alone.
             let o = unsafe { std::slice::from_raw_parts_mut(op.get().add(r.start), r.len()) };
-            for ((o, &gv), &uv) in o.iter_mut().zip(&g[r.clone()]).zip(&u[r]) {
-                *o = act(gv) * uv;
+            if arch == Arch::Gemma3 {
+                o.copy_from_slice(&g[r.clone()]);
+                crate::backend::vmath::gelu_tanh(o);
+                for (o, &uv) in o.iter_mut().zip(&u[r]) {
+                    *o *= uv;
+                }
+            } else {
+                for ((o, &gv), &uv) in o.iter_mut().zip(&g[r.clone()]).zip(&u[r]) {
+                    *o = gv / (1.0 + (-gv).exp()) * uv;
+                }
             }
         }
     });
@@ -1411,8 +1414,10 @@ mod tests {
         }
     }
 
+    /// SiLU bit for bit as candle's; GELU within a few ulps of candle's `gelu` (ours
+    /// runs on our own `exp`, candle's on libm's `tanhf`).
     #[test]
-    fn gated_activation_is_candles_bit_for_bit() {
+    fn gated_activation_follows_candle() {
         let dev = Device::Cpu;
         // Enough values for the parallel chunks, from -12 to 12 and some extremes.
         let mut g: Vec<f32> = (0..40_000).map(|i| (i as f32 - 20_000.0) * 6e-4).collect();
@@ -1442,8 +1447,15 @@ mod tests {
                 plain.flatten_all().unwrap().to_vec1().unwrap(),
             );
             for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                let close = match arch {
+                    // For negative inputs candle's 1 + tanh z cancels: its error is up to
+                    // half an ulp of 1 times |x| (times up, at most 2.5), which is what
+                    // the second term allows.
+                    Arch::Gemma3 => x == y || (x - y).abs() <= 1e-6 * y.abs() + 3e-7 * g[i].abs(),
+                    _ => x.to_bits() == y.to_bits(),
+                };
                 assert!(
-                    x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                    close || (x.is_nan() && y.is_nan()),
                     "{arch:?} at {}: {x} vs {y}",
                     g[i]
                 );
