@@ -84,17 +84,21 @@ impl Kernel {
 
     /// Every kernel this CPU runs, slowest first.
     pub fn all() -> Vec<Kernel> {
-        let mut v = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        {
-            if available() {
-                v.push(Kernel::Avx2);
-            }
-            if available() && std::arch::is_x86_feature_detected!("avx512f") {
-                v.push(Kernel::Avx512);
-            }
+        [Kernel::Avx2, Kernel::Avx512]
+            .into_iter()
+            .filter(|k| k.runs_here())
+            .collect()
+    }
+
+    /// Whether this CPU runs the kernel (checked on every product: no allocation).
+    fn runs_here(self) -> bool {
+        match self {
+            Kernel::Avx2 => available(),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => available() && std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx512 => false,
         }
-        v
     }
 
     pub fn name(self) -> &'static str {
@@ -229,7 +233,7 @@ impl PackedF32 {
     ) -> Vec<f32> {
         let (n, k) = (self.n, self.k);
         assert!(
-            Kernel::all().contains(&kernel),
+            kernel.runs_here(),
             "this CPU does not run the {} kernel",
             kernel.name()
         );
