@@ -101,6 +101,10 @@ const PACK: usize = 8;
 const PACKED_MIN_ROWS: usize = 4;
 /// Columns (in 32s) of a packed tile made and used at once: 8 KiB of tile, in L1.
 const KCHUNK: usize = 32;
+/// Input rows from which `avx2::Dot::Zmm` takes two tiles at a time. Below, one tile
+/// on 256-bit registers was faster (AMD EPYC with AVX-512, `tarjuma bench`: decoding
+/// one sequence 0.8×, eight 0.9×, an 8-token prompt 0.95×; 16 tokens 1.1×, 64 1.3×).
+const PAIR_MIN_ROWS: usize = 16;
 
 impl QWeight {
     /// Whether products over `dtype` run here (otherwise use candle's `QMatMul`).
@@ -219,35 +223,23 @@ impl QWeight {
     }
 
     /// The kernels products over this weight run on: `packed-<dot>` from four input
-    /// rows where the format has it (`<dot>` the integer dot product: `avx2`, or VNNI's
-    /// `avx-vnni` or `avx512-vnni`), then `avx2` (ours) or `candle-blocks` (candle's
-    /// block dot products on our tiling) for fewer rows.
-    pub fn kernel(&self) -> &'static str {
+    /// rows where the format has it (`<dot>` the integer dot product: `avx2`, VNNI's
+    /// `avx-vnni` or `avx512-vnni`, or `avx512-vnni-zmm` on 512-bit registers), then
+    /// `avx2` (ours) or `candle-blocks` (candle's block dot products on our tiling) for
+    /// fewer rows; `tiled-<dot>` for weights tiled at load.
+    pub fn kernel(&self) -> String {
         use GgmlDType::*;
         #[cfg(target_arch = "x86_64")]
         if avx2::available() {
-            use avx2::Dot;
-            let dot = Dot::best();
-            if self.tiled {
-                return match dot {
-                    Dot::Avx2 => "tiled-avx2 (tiles made at load)",
-                    Dot::AvxVnni => "tiled-avx-vnni (tiles made at load)",
-                    Dot::Avx512Vnni => "tiled-avx512-vnni (tiles made at load)",
-                };
-            }
-            return match (self.dtype, dot) {
-                (Q4_0 | Q4_1 | Q5_0 | Q8_0, Dot::Avx2) => "packed-avx2 (>=4 rows), avx2",
-                (Q4_0 | Q4_1 | Q5_0 | Q8_0, Dot::AvxVnni) => "packed-avx-vnni (>=4 rows), avx2",
-                (Q4_0 | Q4_1 | Q5_0 | Q8_0, Dot::Avx512Vnni) => {
-                    "packed-avx512-vnni (>=4 rows), avx2"
-                }
-                (Q4K | Q6K, Dot::Avx2) => "packed-avx2 (>=4 rows), candle-blocks",
-                (Q4K | Q6K, Dot::AvxVnni) => "packed-avx-vnni (>=4 rows), candle-blocks",
-                (Q4K | Q6K, Dot::Avx512Vnni) => "packed-avx512-vnni (>=4 rows), candle-blocks",
-                _ => "candle-blocks",
+            let dot = avx2::Dot::best().name();
+            return match self.dtype {
+                _ if self.tiled => format!("tiled-{dot} (tiles made at load)"),
+                Q4_0 | Q4_1 | Q5_0 | Q8_0 => format!("packed-{dot} (>=4 rows), avx2"),
+                Q4K | Q6K => format!("packed-{dot} (>=4 rows), candle-blocks"),
+                _ => "candle-blocks".into(),
             };
         }
-        "candle-blocks"
+        "candle-blocks".into()
     }
 
     fn blocks<T: GgmlType>(&self) -> &[T] {
@@ -728,6 +720,8 @@ struct QInput {
     qs: Vec<i8>,
     d: Vec<f32>,
     t: Vec<f32>,
+    /// Σq per 32 values (Q8_0 weights on 512-bit registers need it, see `avx2::Dot::Zmm`).
+    sums: Vec<i32>,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -736,10 +730,12 @@ fn quantize_rows(x: &[f32], m: usize, k: usize, kq: bool) -> QInput {
     let mut qs = vec![0i8; m * k];
     let mut d = vec![0f32; m * kb];
     let mut t = vec![0f32; m * kb * 2];
-    let (qp, dp, tp) = (
+    let mut sums = vec![0i32; m * kb];
+    let (qp, dp, tp, sp) = (
         SendPtr(qs.as_mut_ptr()),
         SendPtr(d.as_mut_ptr()),
         SendPtr(t.as_mut_ptr()),
+        SendPtr(sums.as_mut_ptr()),
     );
     parallel(m, m * k >= 1 << 14, |rows| {
         let (mut scratch, mut t32) = (vec![0f32; kb], vec![0f32; kb]);
@@ -749,6 +745,7 @@ fn quantize_rows(x: &[f32], m: usize, k: usize, kq: bool) -> QInput {
                 let q = std::slice::from_raw_parts_mut(qp.get().add(r * k), k);
                 let dd = std::slice::from_raw_parts_mut(dp.get().add(r * kb), kb);
                 let tt = std::slice::from_raw_parts_mut(tp.get().add(r * kb * 2), kb * 2);
+                let ss = std::slice::from_raw_parts_mut(sp.get().add(r * kb), kb);
                 if kq {
                     quantize_q8k(&x[r * k..(r + 1) * k], q, dd, tt);
                 } else {
@@ -758,10 +755,13 @@ fn quantize_rows(x: &[f32], m: usize, k: usize, kq: bool) -> QInput {
                         *t = dd[j / 2] * sum as f32;
                     }
                 }
+                for (s, blk) in ss.iter_mut().zip(q.chunks_exact(32)) {
+                    *s = blk.iter().map(|&v| v as i32).sum();
+                }
             }
         }
     });
-    QInput { qs, d, t }
+    QInput { qs, d, t, sums }
 }
 
 /// The packed products of every part (see `QWeight::matmul_packed`) over one input:
@@ -785,11 +785,15 @@ fn packed_group(parts: &[Part], x: &[f32], m: usize, dot: avx2::Dot) {
         .iter()
         .any(|p| kq(p.fmt))
         .then(|| quantize_rows(x, m, k, true));
-    // Tile index ranges of the parts, one after another.
+    // Work units (one tile, or two side by side for `Dot::Zmm`) of the parts, one
+    // after another.
+    let per_unit = if dot.pairs(m) { 2 } else { 1 };
+    let dot = dot.single();
     let mut first = Vec::with_capacity(parts.len() + 1);
     first.push(0);
     for p in parts {
-        first.push(first.last().copied().unwrap_or(0) + p.w.rows.div_ceil(PACK));
+        let units = p.w.rows.div_ceil(PACK).div_ceil(per_unit);
+        first.push(first.last().copied().unwrap_or(0) + units);
     }
     let total = *first.last().expect("one part at least");
     let work: usize = parts.iter().map(|p| m * k * p.w.rows).sum();
@@ -801,91 +805,121 @@ fn packed_group(parts: &[Part], x: &[f32], m: usize, dot: avx2::Dot) {
     } else {
         chunk
     };
-    parallel(total, work >= 1 << 16, |tiles| {
-        let mut u = vec![0u8; staged * 32 * PACK];
-        let mut s = vec![0f32; staged * 2 * PACK];
-        let mut o = vec![0f32; staged * 2 * PACK];
-        let mut acc = vec![[0f32; PACK]; m];
-        for g in tiles {
+    parallel(total, work >= 1 << 16, |units| {
+        let mut u = vec![0u8; per_unit * staged * 32 * PACK];
+        let mut s = vec![0f32; per_unit * staged * 2 * PACK];
+        let mut o = vec![0f32; per_unit * staged * 2 * PACK];
+        let mut acc = vec![[0f32; PACK]; per_unit * m];
+        for g in units {
             let pi = first.partition_point(|&f| f <= g) - 1;
             let (w, fmt, out) = (parts[pi].w, parts[pi].fmt, parts[pi].out);
-            let tile = g - first[pi];
             let n = w.rows;
+            let t0 = (g - first[pi]) * per_unit;
+            let count = per_unit.min(n.div_ceil(PACK) - t0);
             let per = w.dtype.block_size() / 32;
             let data = w.bytes.as_slice();
             let size = w.dtype.type_size();
             let row_bytes = k / w.dtype.block_size() * size;
+            // pack_tile fetches the rows of the tile the next unit makes in its place.
+            let ahead = per_unit * PACK * row_bytes;
             let kind = match fmt {
                 avx2::Packed::Q6K => 1,
                 avx2::Packed::Q8_0 => 2,
                 _ => 0,
             };
             let input = if kq(fmt) { &q8k } else { &q8 };
-            let QInput { qs, d, t } = input.as_ref().expect("quantized for this format");
-            let j0 = tile * PACK;
-            let rows = (n - j0).min(PACK);
+            let QInput { qs, d, t, sums } = input.as_ref().expect("quantized for this format");
             acc.fill([0f32; PACK]);
             for c0 in (0..kb).step_by(chunk) {
                 let cb = chunk.min(kb - c0);
-                let tiled = if w.tiled {
-                    let bsize = avx2::tiled_block_bytes(fmt);
-                    Some(data[(tile * kb + c0) * bsize..].as_ptr())
-                } else {
-                    // Short last tile: repeat its last row (results not stored).
-                    let rp: [*const u8; PACK] = std::array::from_fn(|i| {
-                        data[(j0 + i.min(rows - 1)) * row_bytes + c0 / per * size..].as_ptr()
+                let (mut us, mut ss, mut os) = (
+                    u.chunks_mut((staged * 32 * PACK).max(1)),
+                    s.chunks_mut((staged * 2 * PACK).max(1)),
+                    o.chunks_mut((staged * 2 * PACK).max(1)),
+                );
+                let mut srcs = [None; 2];
+                for (i, src) in srcs.iter_mut().enumerate().take(count) {
+                    let tile = t0 + i;
+                    *src = Some(if w.tiled {
+                        let bsize = avx2::tiled_block_bytes(fmt);
+                        let p = data[(tile * kb + c0) * bsize..].as_ptr();
+                        avx2::Src::Tiled(fmt == avx2::Packed::Q5_0, p)
+                    } else {
+                        let (u, s, o) = (
+                            us.next().expect("staged"),
+                            ss.next().expect("staged"),
+                            os.next().expect("staged"),
+                        );
+                        // Short last tile: repeat its last row (results not stored).
+                        let j0 = tile * PACK;
+                        let rows = (n - j0).min(PACK);
+                        let rp: [*const u8; PACK] = std::array::from_fn(|i| {
+                            data[(j0 + i.min(rows - 1)) * row_bytes + c0 / per * size..].as_ptr()
+                        });
+                        // SAFETY: AVX2 detected; each row holds `cb / per` blocks of `fmt`
+                        // from `c0` (`new` checked the size; KCHUNK is a multiple of 8, so
+                        // chunks hold whole k-quant blocks); u, s, o hold `chunk` blocks.
+                        unsafe { avx2::pack_tile(fmt, rp, cb / per, ahead, u, s, o) };
+                        avx2::Src::Packed(kind, u, s, o)
                     });
-                    // SAFETY: AVX2 detected; each row holds `cb / per` blocks of `fmt`
-                    // from `c0` (`new` checked the size; KCHUNK is a multiple of 8, so
-                    // chunks hold whole k-quant blocks); u, s, o hold `chunk` blocks.
-                    unsafe {
-                        avx2::pack_tile(fmt, rp, cb / per, 8 * row_bytes, &mut u, &mut s, &mut o)
-                    };
-                    None
-                };
-                let (q_in, d_in, t_in) = (qs.as_ptr(), d.as_ptr(), t.as_ptr());
+                }
+                let (q_in, d_in, t_in, s_in) = (qs.as_ptr(), d.as_ptr(), t.as_ptr(), sums.as_ptr());
                 // SAFETY (offsets): r < m and c0 < kb, inside the quantized input.
                 let x = |r: usize| unsafe {
                     (
                         q_in.add(r * k + c0 * 32),
                         d_in.add(r * kb + c0),
                         t_in.add((r * kb + c0) * 2),
+                        s_in.add(r * kb + c0),
                     )
                 };
-                let src = match tiled {
-                    Some(p) => avx2::Src::Tiled(fmt == avx2::Packed::Q5_0, p),
-                    None => avx2::Src::Packed(kind, &u, &s, &o),
-                };
+                let (acc_a, acc_b) = acc.split_at_mut(m);
                 let mut r = 0;
+                // `R` input rows from `r` over the unit's tile or pair of tiles.
+                macro_rules! rows {
+                    ($r:literal, $x:expr) => {
+                        match srcs {
+                            [Some(a), Some(b)] => avx2::pair_rows_of::<$r>(
+                                a,
+                                b,
+                                cb,
+                                $x,
+                                &mut acc_a[r..],
+                                &mut acc_b[r..],
+                            ),
+                            [Some(src), _] => {
+                                avx2::rows_of::<$r>(dot, src, cb, $x, &mut acc_a[r..])
+                            }
+                            _ => unreachable!("a unit holds one tile at least"),
+                        }
+                    };
+                }
                 while r < m {
-                    // SAFETY: AVX2 detected; u, s, o (or the tiled bytes from `c0`) hold
-                    // cb blocks of PACK rows; input rows r.. hold cb blocks from c0.
+                    // SAFETY: AVX2 detected (and AVX-512 VNNI for pairs, `Dot::all`); u,
+                    // s, o (or the tiled bytes from `c0`) hold cb blocks of PACK rows;
+                    // input rows r.. hold cb blocks from c0.
                     r += unsafe {
                         match m - r {
-                            1 => avx2::rows_of::<1>(dot, src, cb, [x(r)], &mut acc[r..]),
-                            2 | 3 => {
-                                avx2::rows_of::<2>(dot, src, cb, [x(r), x(r + 1)], &mut acc[r..])
-                            }
-                            _ => avx2::rows_of::<4>(
-                                dot,
-                                src,
-                                cb,
-                                std::array::from_fn(|i| x(r + i)),
-                                &mut acc[r..],
-                            ),
+                            1 => rows!(1, [x(r)]),
+                            2 | 3 => rows!(2, [x(r), x(r + 1)]),
+                            _ => rows!(4, std::array::from_fn(|i| x(r + i))),
                         }
                     };
                 }
             }
-            for (r, a) in acc.iter().enumerate() {
-                // SAFETY: columns j0..j0 + rows of every row of this part's output belong
-                // to this task alone.
-                unsafe {
-                    let dst = out.get().add(r * n + j0);
-                    if rows == PACK {
-                        std::ptr::write_unaligned(dst as *mut [f32; PACK], *a);
-                    } else {
-                        std::ptr::copy_nonoverlapping(a.as_ptr(), dst, rows);
+            for i in 0..count {
+                let j0 = (t0 + i) * PACK;
+                let rows = (n - j0).min(PACK);
+                for (r, a) in acc[i * m..(i + 1) * m].iter().enumerate() {
+                    // SAFETY: columns j0..j0 + rows of every row of this part's output
+                    // belong to this task alone.
+                    unsafe {
+                        let dst = out.get().add(r * n + j0);
+                        if rows == PACK {
+                            std::ptr::write_unaligned(dst as *mut [f32; PACK], *a);
+                        } else {
+                            std::ptr::copy_nonoverlapping(a.as_ptr(), dst, rows);
+                        }
                     }
                 }
             }
@@ -1313,6 +1347,10 @@ mod avx2 {
         /// The same on 256-bit registers through AVX-512 VNNI and VL (CPUs with
         /// AVX-512 VNNI but not the VEX form).
         Avx512Vnni,
+        /// AVX-512 VNNI on 512-bit registers: two tiles (sixteen weight rows) per
+        /// instruction (`pair_rows_of`), from `PAIR_MIN_ROWS` input rows. Fewer rows,
+        /// and a part's odd last tile, run one tile on 256-bit VNNI (`Dot::single`).
+        Zmm,
     }
 
     impl Dot {
@@ -1334,7 +1372,39 @@ mod avx2 {
             if is_x86_feature_detected!("avxvnni") {
                 v.push(Dot::AvxVnni);
             }
+            if is_x86_feature_detected!("avx512vnni")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512bw")
+            {
+                v.push(Dot::Zmm);
+            }
             v
+        }
+
+        /// Whether products of `m` input rows go two tiles at a time (`pair_rows_of`):
+        /// from `PAIR_MIN_ROWS` on.
+        pub fn pairs(self, m: usize) -> bool {
+            self == Dot::Zmm && m >= super::PAIR_MIN_ROWS
+        }
+
+        /// The dot product for one tile alone: for `Zmm`, VNNI on 256-bit registers
+        /// (the VEX form where the CPU has it).
+        pub fn single(self) -> Dot {
+            match self {
+                Dot::Zmm if is_x86_feature_detected!("avxvnni") => Dot::AvxVnni,
+                Dot::Zmm => Dot::Avx512Vnni,
+                d => d,
+            }
+        }
+
+        /// The name kernels carry in `QWeight::kernel`.
+        pub fn name(self) -> &'static str {
+            match self {
+                Dot::Avx2 => "avx2",
+                Dot::AvxVnni => "avx-vnni",
+                Dot::Avx512Vnni => "avx512-vnni",
+                Dot::Zmm => "avx512-vnni-zmm",
+            }
         }
     }
 
@@ -1353,6 +1423,7 @@ mod avx2 {
             Dot::Avx2 => rows_avx2::<R>(src, kb, x, out),
             Dot::AvxVnni => rows_avxvnni::<R>(src, kb, x, out),
             Dot::Avx512Vnni => rows_avx512vnni::<R>(src, kb, x, out),
+            Dot::Zmm => return rows_of::<R>(dot.single(), src, kb, x, out),
         }
         R
     }
@@ -1458,41 +1529,67 @@ mod avx2 {
     ) {
         assert!(u.len() >= kb * 256 && s.len() >= kb * 16 && o.len() >= kb * 16);
         assert!(out.len() >= R);
+        let (up, sp, op) = (u.as_ptr(), s.as_ptr(), o.as_ptr());
+        rows_over::<K, R, V>(kb, |b| packed_blk(up, sp, op, b), &x, out);
+    }
+
+    /// One block (32 columns) of a tile of eight weight rows, as the row kernels take
+    /// it: eight groups of four columns × eight rows, and each row's scale and offset
+    /// for the first and second 16 columns (the second pair only for Q6_K; offsets
+    /// unused for Q8_0).
+    #[derive(Clone, Copy)]
+    struct Blk {
+        wv: [__m256i; 8],
+        s: [__m256; 2],
+        o: [__m256; 2],
+    }
+
+    /// Block `b` of a packed tile (see `pack_tile`).
+    #[inline(always)]
+    unsafe fn packed_blk(u: *const u8, s: *const f32, o: *const f32, b: usize) -> Blk {
+        let w = u.add(b * 256);
+        Blk {
+            wv: std::array::from_fn(|g| _mm256_loadu_si256(w.add(g * 32) as *const __m256i)),
+            s: std::array::from_fn(|h| _mm256_loadu_ps(s.add((b * 2 + h) * 8))),
+            o: std::array::from_fn(|h| _mm256_loadu_ps(o.add((b * 2 + h) * 8))),
+        }
+    }
+
+    /// The `R` rows' sums over `nb` blocks of one tile (`load(b)` gives block `b`) of
+    /// kind `K` (see `packed_rows`), added to `out`.
+    #[inline(always)]
+    unsafe fn rows_over<const K: u8, const R: usize, const V: u8>(
+        nb: usize,
+        load: impl Fn(usize) -> Blk,
+        x: &[Input; R],
+        out: &mut [[f32; super::PACK]],
+    ) {
         let mut acc = [_mm256_setzero_ps(); R];
-        let (up, sp, opp) = (u.as_ptr(), s.as_ptr(), o.as_ptr());
-        for b in 0..kb {
-            let w = up.add(b * 256);
-            let wv: [__m256i; 8] =
-                std::array::from_fn(|g| _mm256_loadu_si256(w.add(g * 32) as *const __m256i));
+        for b in 0..nb {
+            let Blk { wv, s, o } = load(b);
             match K {
                 1 => {
                     for h in 0..2 {
-                        let sw = _mm256_loadu_ps(sp.add((b * 2 + h) * 8));
-                        let ow = _mm256_loadu_ps(opp.add((b * 2 + h) * 8));
-                        for (r, &(qs, d, t)) in x.iter().enumerate() {
+                        for (r, &(qs, d, t, _)) in x.iter().enumerate() {
                             let i = sum4::<V, true>(&wv, qs.add(b * 32), 4 * h);
-                            let a = _mm256_fnmadd_ps(ow, _mm256_set1_ps(*t.add(b * 2 + h)), acc[r]);
+                            let a =
+                                _mm256_fnmadd_ps(o[h], _mm256_set1_ps(*t.add(b * 2 + h)), acc[r]);
                             let dy = _mm256_set1_ps(*d.add(b));
                             acc[r] =
-                                _mm256_fmadd_ps(_mm256_mul_ps(sw, dy), _mm256_cvtepi32_ps(i), a);
+                                _mm256_fmadd_ps(_mm256_mul_ps(s[h], dy), _mm256_cvtepi32_ps(i), a);
                         }
                     }
                 }
-                2 => rows_i8::<R, V>(&wv, _mm256_loadu_ps(sp.add(b * 16)), b, &x, &mut acc),
-                _ => {
-                    let (sw, ow) = (
-                        _mm256_loadu_ps(sp.add(b * 16)),
-                        _mm256_loadu_ps(opp.add(b * 16)),
-                    );
-                    rows_u5::<R, V>(&wv, sw, ow, b, &x, &mut acc)
-                }
+                2 => rows_i8::<R, V>(&wv, s[0], b, x, &mut acc),
+                _ => rows_u5::<R, V>(&wv, s[0], o[0], b, x, &mut acc),
             }
         }
         add_rows(&acc, out);
     }
 
-    /// One quantized input row from a block on: values, scale per 32, sums per 16.
-    pub type Input = (*const i8, *const f32, *const f32);
+    /// One quantized input row from a block on: values, scale per 32, scaled sums per
+    /// 16, and integer sums per 32 (for Q8_0 on 512-bit registers, see `rows_zmm`).
+    pub type Input = (*const i8, *const f32, *const f32, *const i32);
 
     /// Four input bytes from group `g` of a block, in every lane.
     #[inline(always)]
@@ -1521,7 +1618,7 @@ mod avx2 {
         x: &[Input; R],
         acc: &mut [__m256; R],
     ) {
-        for (r, &(qs, d, t)) in x.iter().enumerate() {
+        for (r, &(qs, d, t, _)) in x.iter().enumerate() {
             let y = qs.add(b * 32);
             let isum = _mm256_add_epi32(sum4::<V, false>(wv, y, 0), sum4::<V, false>(wv, y, 4));
             let tb = *t.add(b * 2) + *t.add(b * 2 + 1);
@@ -1543,7 +1640,7 @@ mod avx2 {
         acc: &mut [__m256; R],
     ) {
         let aw: [__m256i; 8] = std::array::from_fn(|g| _mm256_sign_epi8(wv[g], wv[g]));
-        for (r, &(qs, d, _)) in x.iter().enumerate() {
+        for (r, &(qs, d, _, _)) in x.iter().enumerate() {
             let y = qs.add(b * 32);
             let part = |g: usize| (aw[g], _mm256_sign_epi8(bcast(y, g), wv[g]));
             // Two chains (even and odd groups), so VNNI's latency overlaps.
@@ -1637,49 +1734,206 @@ mod avx2 {
         out: &mut [[f32; super::PACK]],
     ) {
         assert!(out.len() >= R);
+        if Q5 {
+            rows_over::<0, R, V>(nb, |b| tiled_blk::<true>(p, b), &x, out)
+        } else {
+            rows_over::<2, R, V>(nb, |b| tiled_blk::<false>(p, b), &x, out)
+        }
+    }
+
+    /// Block `b` of eight tiled Q5_0 (`Q5`) or Q8_0 rows at `p`, unpacked in registers;
+    /// the next blocks' lines are fetched ahead (one or two input rows stream the
+    /// weights, across pages).
+    #[inline(always)]
+    unsafe fn tiled_blk<const Q5: bool>(p: *const u8, b: usize) -> Blk {
         let bsize = if Q5 { 176 } else { 272 };
-        let (nib, fifth) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x10));
-        let mut acc = [_mm256_setzero_ps(); R];
+        let blk = p.add(b * bsize);
+        for line in (0..bsize).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PREFETCH + line) as *const i8);
+        }
         let load = |q: *const u8| _mm256_loadu_si256(q as *const __m256i);
-        for b in 0..nb {
-            let blk = p.add(b * bsize);
-            // One or two input rows stream the weights: fetch ahead across pages.
-            for line in (0..bsize).step_by(64) {
-                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PREFETCH + line) as *const i8);
+        if Q5 {
+            let (nib, fifth) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x10));
+            let planes = load(blk.add(128));
+            let bit = |v: __m256i| _mm256_and_si256(v, fifth);
+            let low = |q: __m256i| _mm256_and_si256(q, nib);
+            let high = |q: __m256i| _mm256_and_si256(_mm256_srli_epi16::<4>(q), nib);
+            let (q0, q1, q2, q3) = (
+                load(blk),
+                load(blk.add(32)),
+                load(blk.add(64)),
+                load(blk.add(96)),
+            );
+            // Group g's fifth bit is bit g of its plane byte; move it to bit 4 (16-bit
+            // shifts carry across bytes only bits the mask drops).
+            let wv = [
+                _mm256_or_si256(low(q0), bit(_mm256_slli_epi16::<4>(planes))),
+                _mm256_or_si256(low(q1), bit(_mm256_slli_epi16::<3>(planes))),
+                _mm256_or_si256(low(q2), bit(_mm256_slli_epi16::<2>(planes))),
+                _mm256_or_si256(low(q3), bit(_mm256_slli_epi16::<1>(planes))),
+                _mm256_or_si256(high(q0), bit(planes)),
+                _mm256_or_si256(high(q1), bit(_mm256_srli_epi16::<1>(planes))),
+                _mm256_or_si256(high(q2), bit(_mm256_srli_epi16::<2>(planes))),
+                _mm256_or_si256(high(q3), bit(_mm256_srli_epi16::<3>(planes))),
+            ];
+            let sw = _mm256_cvtph_ps(_mm_loadu_si128(blk.add(160) as *const __m128i));
+            let ow = _mm256_mul_ps(sw, _mm256_set1_ps(16.0));
+            Blk {
+                wv,
+                s: [sw; 2],
+                o: [ow; 2],
             }
-            if Q5 {
-                let planes = load(blk.add(128));
-                let bit = |v: __m256i| _mm256_and_si256(v, fifth);
-                let low = |q: __m256i| _mm256_and_si256(q, nib);
-                let high = |q: __m256i| _mm256_and_si256(_mm256_srli_epi16::<4>(q), nib);
-                let (q0, q1, q2, q3) = (
-                    load(blk),
-                    load(blk.add(32)),
-                    load(blk.add(64)),
-                    load(blk.add(96)),
-                );
-                // Group g's fifth bit is bit g of its plane byte; move it to bit 4 (16-bit
-                // shifts carry across bytes only bits the mask drops).
-                let wv = [
-                    _mm256_or_si256(low(q0), bit(_mm256_slli_epi16::<4>(planes))),
-                    _mm256_or_si256(low(q1), bit(_mm256_slli_epi16::<3>(planes))),
-                    _mm256_or_si256(low(q2), bit(_mm256_slli_epi16::<2>(planes))),
-                    _mm256_or_si256(low(q3), bit(_mm256_slli_epi16::<1>(planes))),
-                    _mm256_or_si256(high(q0), bit(planes)),
-                    _mm256_or_si256(high(q1), bit(_mm256_srli_epi16::<1>(planes))),
-                    _mm256_or_si256(high(q2), bit(_mm256_srli_epi16::<2>(planes))),
-                    _mm256_or_si256(high(q3), bit(_mm256_srli_epi16::<3>(planes))),
-                ];
-                let sw = _mm256_cvtph_ps(_mm_loadu_si128(blk.add(160) as *const __m128i));
-                let ow = _mm256_mul_ps(sw, _mm256_set1_ps(16.0));
-                rows_u5::<R, V>(&wv, sw, ow, b, &x, &mut acc);
-            } else {
-                let wv: [__m256i; 8] = std::array::from_fn(|g| load(blk.add(g * 32)));
-                let sw = _mm256_cvtph_ps(_mm_loadu_si128(blk.add(256) as *const __m128i));
-                rows_i8::<R, V>(&wv, sw, b, &x, &mut acc);
+        } else {
+            let sw = _mm256_cvtph_ps(_mm_loadu_si128(blk.add(256) as *const __m128i));
+            Blk {
+                wv: std::array::from_fn(|g| load(blk.add(g * 32))),
+                s: [sw; 2],
+                o: [_mm256_setzero_ps(); 2],
             }
         }
-        add_rows(&acc, out);
+    }
+
+    /// `rows_of` over two tiles at once (`a` and `b`, of the same kind and length) on
+    /// 512-bit registers: each `vpdpbusd` multiplies four input values into sixteen
+    /// weight rows, so a block takes half the instructions. Each lane does the same
+    /// integer sums (exact) and the same float operations in the same order as the
+    /// 256-bit kernels, so the outputs are the same bits. Returns `R`.
+    ///
+    /// # Safety
+    /// AVX-512 F, BW, VL and VNNI must be available (`Dot::Zmm`); as `rows_of` for each
+    /// tile, and each input row's integer sums (`Input`'s last pointer) hold `kb`
+    /// blocks for Q8_0.
+    pub unsafe fn pair_rows_of<const R: usize>(
+        a: Src,
+        b: Src,
+        kb: usize,
+        x: [Input; R],
+        out_a: &mut [[f32; super::PACK]],
+        out_b: &mut [[f32; super::PACK]],
+    ) -> usize {
+        rows_zmm::<R>(a, b, kb, x, out_a, out_b);
+        R
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn rows_zmm<const R: usize>(
+        a: Src,
+        b: Src,
+        kb: usize,
+        x: [Input; R],
+        out_a: &mut [[f32; super::PACK]],
+        out_b: &mut [[f32; super::PACK]],
+    ) {
+        assert!(out_a.len() >= R && out_b.len() >= R);
+        let pk = |u: &[u8], s: &[f32], o: &[f32]| {
+            assert!(u.len() >= kb * 256 && s.len() >= kb * 16 && o.len() >= kb * 16);
+            (u.as_ptr(), s.as_ptr(), o.as_ptr())
+        };
+        match (a, b) {
+            (Src::Packed(k, ua, sa, oa), Src::Packed(_, ub, sb, ob)) => {
+                let ((ua, sa, oa), (ub, sb, ob)) = (pk(ua, sa, oa), pk(ub, sb, ob));
+                let la = |i| packed_blk(ua, sa, oa, i);
+                let lb = |i| packed_blk(ub, sb, ob, i);
+                match k {
+                    0 => rows_over_zmm::<0, R>(kb, la, lb, &x, out_a, out_b),
+                    1 => rows_over_zmm::<1, R>(kb, la, lb, &x, out_a, out_b),
+                    _ => rows_over_zmm::<2, R>(kb, la, lb, &x, out_a, out_b),
+                }
+            }
+            (Src::Tiled(true, pa), Src::Tiled(true, pb)) => {
+                let (la, lb) = (|i| tiled_blk::<true>(pa, i), |i| tiled_blk::<true>(pb, i));
+                rows_over_zmm::<0, R>(kb, la, lb, &x, out_a, out_b)
+            }
+            (Src::Tiled(false, pa), Src::Tiled(false, pb)) => {
+                let (la, lb) = (|i| tiled_blk::<false>(pa, i), |i| tiled_blk::<false>(pb, i));
+                rows_over_zmm::<2, R>(kb, la, lb, &x, out_a, out_b)
+            }
+            _ => unreachable!("a pair of tiles of one kind"),
+        }
+    }
+
+    /// `rows_over` for two tiles, their blocks side by side in 512-bit registers (tile
+    /// `a` in the lower half). Q8_0's signed weights go in as `w + 128` (unsigned, as
+    /// `vpdpbusd` wants, and AVX-512 has no `vpsignb` to move their signs onto the
+    /// input), and `128 · Σy` comes off the exact integer sum.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn rows_over_zmm<const K: u8, const R: usize>(
+        nb: usize,
+        load_a: impl Fn(usize) -> Blk,
+        load_b: impl Fn(usize) -> Blk,
+        x: &[Input; R],
+        out_a: &mut [[f32; super::PACK]],
+        out_b: &mut [[f32; super::PACK]],
+    ) {
+        let wide_i = |l: __m256i, h: __m256i| _mm512_inserti64x4::<1>(_mm512_castsi256_si512(l), h);
+        let wide_f = |l: __m256, h: __m256| {
+            _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+                _mm512_castpd256_pd512(_mm256_castps_pd(l)),
+                _mm256_castps_pd(h),
+            ))
+        };
+        let bc = |y: *const i8, g: usize| {
+            _mm512_set1_epi32(std::ptr::read_unaligned(y.add(4 * g) as *const i32))
+        };
+        // Two chains (even and odd groups), so the instruction's latency overlaps.
+        let dot8 = |wv: &[__m512i; 8], y: *const i8, g0: usize, n: usize| {
+            let mut c = [_mm512_setzero_si512(); 2];
+            for g in g0..g0 + n {
+                c[g % 2] = _mm512_dpbusd_epi32(c[g % 2], wv[g], bc(y, g));
+            }
+            _mm512_add_epi32(c[0], c[1])
+        };
+        let flip = _mm512_set1_epi8(-128);
+        let mut acc = [_mm512_setzero_ps(); R];
+        for blk in 0..nb {
+            let (p, q) = (load_a(blk), load_b(blk));
+            let mut wv: [__m512i; 8] = std::array::from_fn(|g| wide_i(p.wv[g], q.wv[g]));
+            let s: [__m512; 2] = std::array::from_fn(|h| wide_f(p.s[h], q.s[h]));
+            match K {
+                1 => {
+                    let o: [__m512; 2] = std::array::from_fn(|h| wide_f(p.o[h], q.o[h]));
+                    for h in 0..2 {
+                        for (r, &(qs, d, t, _)) in x.iter().enumerate() {
+                            let i = dot8(&wv, qs.add(blk * 32), 4 * h, 4);
+                            let a =
+                                _mm512_fnmadd_ps(o[h], _mm512_set1_ps(*t.add(blk * 2 + h)), acc[r]);
+                            let dy = _mm512_set1_ps(*d.add(blk));
+                            acc[r] =
+                                _mm512_fmadd_ps(_mm512_mul_ps(s[h], dy), _mm512_cvtepi32_ps(i), a);
+                        }
+                    }
+                }
+                2 => {
+                    for v in wv.iter_mut() {
+                        *v = _mm512_xor_si512(*v, flip);
+                    }
+                    for (r, &(qs, d, _, sums)) in x.iter().enumerate() {
+                        let i = dot8(&wv, qs.add(blk * 32), 0, 8);
+                        let i = _mm512_sub_epi32(i, _mm512_set1_epi32(128 * *sums.add(blk)));
+                        let dy = _mm512_set1_ps(*d.add(blk));
+                        acc[r] =
+                            _mm512_fmadd_ps(_mm512_mul_ps(s[0], dy), _mm512_cvtepi32_ps(i), acc[r]);
+                    }
+                }
+                _ => {
+                    let o = wide_f(p.o[0], q.o[0]);
+                    for (r, &(qs, d, t, _)) in x.iter().enumerate() {
+                        let i = dot8(&wv, qs.add(blk * 32), 0, 8);
+                        let tb = *t.add(blk * 2) + *t.add(blk * 2 + 1);
+                        let a = _mm512_fnmadd_ps(o, _mm512_set1_ps(tb), acc[r]);
+                        let dy = _mm512_set1_ps(*d.add(blk));
+                        acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(s[0], dy), _mm512_cvtepi32_ps(i), a);
+                    }
+                }
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            let (pa, pb) = (out_a[r].as_mut_ptr(), out_b[r].as_mut_ptr());
+            let lo = _mm512_castps512_ps256(*a);
+            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(*a)));
+            _mm256_storeu_ps(pa, _mm256_add_ps(_mm256_loadu_ps(pa), lo));
+            _mm256_storeu_ps(pb, _mm256_add_ps(_mm256_loadu_ps(pb), hi));
+        }
     }
 
     #[inline(always)]
@@ -1814,8 +2068,10 @@ mod tests {
     /// mix: tiled and per-call packed formats, the two input roundings (Q8_0 and Q8_K),
     /// short last tiles, and row counts below the packed threshold.
     /// VNNI's `vpdpbusd` against AVX2's `maddubs` on every packed format, tiled or
-    /// made per call, at every row-block width: the same bits (the integer sums are
-    /// exact in both). Only the kinds this CPU has are run.
+    /// made per call, at every row-block width, and from `PAIR_MIN_ROWS` rows on two
+    /// tiles at a time on 512-bit registers (40 weight rows: pairs and an odd last
+    /// tile): the same bits (the integer sums are exact in all). Only the kinds this
+    /// CPU has are run.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn every_dot_product_gives_the_same_bits() {
@@ -1836,7 +2092,7 @@ mod tests {
         for (dtype, tiled) in cases {
             let w = weight(dtype, 40, 512, 3, tiled);
             let fmt = avx2::Packed::of(dtype).expect("a packed format");
-            for m in [1, 2, 3, 4, 7] {
+            for m in [1, 2, 3, 4, 7, PAIR_MIN_ROWS, PAIR_MIN_ROWS + 3] {
                 let x = random(m * 512, 30 + m as u64);
                 let mut want = None;
                 for dot in avx2::Dot::all() {
@@ -1865,7 +2121,7 @@ mod tests {
             weight(GgmlDType::Q4_1, 16, 512, 5, false),
         ];
         let refs: Vec<&QWeight> = ws.iter().collect();
-        for m in [1, 2, 3, 4, 8, 9] {
+        for m in [1, 2, 3, 4, 8, 9, PAIR_MIN_ROWS + 1] {
             let x = random(m * 512, 20 + m as u64);
             let many = QWeight::matmul_many(&refs, &x, m);
             for (w, got) in ws.iter().zip(&many) {
