@@ -113,17 +113,10 @@ pub(crate) fn softmax_mix(scores: &mut [f32], vals: &[f32], out: &mut [f32]) {
     }
 }
 
-/// Softmax in place, as candle's: max subtracted, `exp`, divided by the sum.
+/// Softmax in place, as candle's (max subtracted, `exp`, divided by the sum) on our
+/// vector `exp` ([`vmath::softmax`]).
 pub(crate) fn softmax(scores: &mut [f32]) {
-    let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    let mut sum = 0f32;
-    for s in scores.iter_mut() {
-        *s = (*s - max).exp();
-        sum += *s;
-    }
-    for s in scores.iter_mut() {
-        *s /= sum;
-    }
+    vmath::softmax(scores)
 }
 
 /// Panics unless `x` holds `m × k` values and the bias (if any) `n`: the contract of our
