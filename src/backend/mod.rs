@@ -102,21 +102,15 @@ pub(crate) fn with_cpu_f32<R>(
 }
 
 /// `out += softmax(scores) · vals` (`vals`: one row of `out.len()` values per score),
-/// the softmax as candle's: max subtracted, `exp`, divided by the sum (the LLM decoder's
-/// attention; the translators' is in `seq2seq::attention`).
+/// the softmax as candle's (max subtracted, `exp`, divided by the sum) on our vector
+/// `exp` (the LLM decoder's attention; the translators' is in `seq2seq::attention`).
 pub(crate) fn softmax_mix(scores: &mut [f32], vals: &[f32], out: &mut [f32]) {
-    softmax(scores);
+    vmath::softmax(scores);
     for (&w, val) in scores.iter().zip(vals.chunks_exact(out.len())) {
         for (a, &b) in out.iter_mut().zip(val) {
             *a += w * b;
         }
     }
-}
-
-/// Softmax in place, as candle's (max subtracted, `exp`, divided by the sum) on our
-/// vector `exp` ([`vmath::softmax`]).
-pub(crate) fn softmax(scores: &mut [f32]) {
-    vmath::softmax(scores)
 }
 
 /// Panics unless `x` holds `m × k` values and the bias (if any) `n`: the contract of our

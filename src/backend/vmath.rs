@@ -65,22 +65,22 @@ pub fn silu(xs: &mut [f32]) {
 /// AMD EPYC (issue 13).
 pub fn softmax(xs: &mut [f32]) {
     let max = xs.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    #[cfg(target_arch = "x86_64")]
-    let done = crate::backend::sgemm::available() && {
-        // SAFETY: AVX2 and FMA checked.
-        unsafe { x86::exp_less(xs, max) };
-        true
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let done = false;
-    if !done {
-        for x in xs.iter_mut() {
-            *x = exp(*x - max);
-        }
-    }
+    exp_less(xs, max);
     let sum = xs.iter().fold(0f32, |a, &b| a + b);
     for x in xs.iter_mut() {
         *x /= sum;
+    }
+}
+
+/// `x ← e^(x − c)`, in place.
+fn exp_less(xs: &mut [f32], c: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::backend::sgemm::available() {
+        // SAFETY: AVX2 and FMA checked.
+        return unsafe { x86::exp_less(xs, c) };
+    }
+    for x in xs {
+        *x = exp(*x - c);
     }
 }
 

@@ -470,7 +470,7 @@ fn attend_block_cpu(
                                 *a += b;
                             }
                         }
-                        crate::backend::softmax(row);
+                        crate::backend::vmath::softmax(row);
                     }
                 });
                 let mut vt = vec![0f32; hd * width];

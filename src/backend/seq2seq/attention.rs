@@ -288,7 +288,7 @@ fn mix(hd: &Head, scores: &mut [f32], o: &mut [f32]) {
             *s += b;
         }
     }
-    crate::backend::softmax(scores);
+    crate::backend::vmath::softmax(scores);
     for (&w, &a) in scores.iter().zip(offs) {
         for (x, &y) in o.iter_mut().zip(&v[a..a + dh]) {
             *x += w * y;
