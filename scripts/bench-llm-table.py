@@ -14,6 +14,9 @@ def main(path):
     meta = {}
     for r in rows:
         name = r["name"]
+        if r["engine"] == "tarjuma-prompt-alone":
+            meta.setdefault(name, {})["alone"] = r
+            continue
         if r["engine"] == "tarjuma":
             meta.setdefault(name, {})["tarjuma"] = r
             for t in r["tests"]:
@@ -44,8 +47,14 @@ def main(path):
                 print(f"| {test} | — | {ours:.1f}{extra} | — |")
         gib = t.get("file_bytes", 0)
         if gib:
-            print(f"\nload {t['load_s']:.2f} s; peak RSS {t['peak_rss_bytes'] / 2**20:.0f} MiB = "
+            print(f"\nload {t['load_s']:.2f} s; peak RSS of the whole run (every test, 8 "
+                  f"sequences' caches included) {t['peak_rss_bytes'] / 2**20:.0f} MiB = "
                   f"{t['peak_rss_bytes'] / gib:.2f}× the {gib / 2**20:.0f} MiB file")
+        a = meta[name].get("alone")
+        if a and a.get("file_bytes"):
+            p = max((x["n_prompt"] for x in a["tests"]), default=0)
+            print(f"peak RSS of a {p}-token prompt alone: {a['peak_rss_bytes'] / 2**20:.0f} MiB = "
+                  f"**{a['peak_rss_bytes'] / a['file_bytes']:.2f}×** the file; load {a['load_s']:.2f} s")
 
 
 if __name__ == "__main__":

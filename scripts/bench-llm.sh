@@ -6,6 +6,7 @@
 # times, then prints one table per model: tokens/s of each engine per test (mean over
 # rounds) and the ratio tarjuma / llama.cpp, with the CPU, its vector extensions and
 # the kernels each engine ran. Alternating keeps a noisy neighbour from favouring one.
+# Then, per model, one more process runs the longest prompt alone, for its peak memory.
 #
 #   bash scripts/bench-llm.sh [MODEL...]   # default: qwen2.5-coder-0.5b-instruct gemma-3-270m
 #
@@ -50,6 +51,11 @@ for m in "${MODELS[@]}"; do
         "$LLAMA_BENCH" -m "$path" -t "$THREADS" -p "$PROMPTS" -n "$GEN" -r "$REPS" -o jsonl 2>/dev/null \
             | sed "s|^{|{\"engine\":\"llama.cpp\",\"name\":\"$m\",\"round\":$r,|" >> "$OUT.tmp"
     done
+    # Peak memory of the longest prompt alone, in a process of its own: the runs above
+    # peak on their 8 sequences' caches, which is not what a prompt costs.
+    longest=$(tr ',' '\n' <<<"$PROMPTS" | sort -n | tail -n 1)
+    "$bin" bench -m "$path" -t "$THREADS" -p "$longest" -n 0 -r 1 --json \
+        | sed "s|^{|{\"engine\":\"tarjuma-prompt-alone\",\"name\":\"$m\",|" >> "$OUT.tmp"
 done
 cat "$OUT.tmp" >> "$OUT" && rm -f "$OUT.tmp"
 python3 scripts/bench-llm-table.py "$OUT"

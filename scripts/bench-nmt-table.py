@@ -2,11 +2,14 @@
 """Markdown table from the JSON lines of scripts/bench-nmt.sh (seq2seq_bench.py and
 benches/nmt.rs print the same record). Lines with the same model, batch, engine and
 compute type (several rounds) are pooled: their per-repetition tok/s are averaged.
+Lines labelled `...:pairP:beamsK` (the script's beam pairs) are tabled apart: per pair,
+beam search's tok/s over greedy's, and the median of those ratios.
 
 Usage: bench-nmt-table.py RESULTS.jsonl [--label-prefix PREFIX]
 """
 import argparse
 import json
+import re
 import statistics
 import sys
 
@@ -33,6 +36,7 @@ def main():
     a = ap.parse_args()
 
     groups = {}  # (kind, batch) -> engine -> {"reps": [...], "busy": [...], "n": set()}
+    pairs = {}  # kind -> pair -> beams -> record
     cpus_seen, kernels_seen = [], set()
     with open(a.results) as f:
         for line in f:
@@ -46,13 +50,18 @@ def main():
                 cpus_seen.append(r["cpu"])
             if "kernel" in r:
                 kernels_seen.add((engine_name(r), r["kernel"]))
+            pair = re.search(r":pair(\d+):beams(\d+)$", str(r.get("label", "")))
+            if pair:
+                by = pairs.setdefault(r.get("kind", "?"), {}).setdefault(int(pair[1]), {})
+                by[int(pair[2])] = r
+                continue
             g = groups.setdefault((r.get("kind", "?"), int(r["batch"])), {})
             e = g.setdefault(engine_name(r), {"reps": [], "busy": [], "n": set(), "lens": set()})
             e["reps"] += [float(x) for x in r.get("tok_s_reps", [r["tok_s_mean"]])]
             e["busy"] += [float(x) for x in r.get("foreign_busy_cores", [])]
             e["n"].add(r.get("n"))
             e["lens"].update(r.get("output_lengths", []))
-    if not groups:
+    if not groups and not pairs:
         print(f"no results in {a.results} (label prefix {a.label_prefix!r})", file=sys.stderr)
         return 1
 
@@ -102,7 +111,39 @@ def main():
     print("\n".join(summary))
     for n in notes:
         print(n)
+    for line in beam_table(pairs):
+        print(line)
     return 0
+
+
+def beam_table(pairs):
+    """Beam search against greedy, pair by pair (same engine, batch 1, back to back)."""
+    out = []
+    for kind in sorted(pairs, key=lambda k: (list(SHAPES).index(k) if k in SHAPES else 9, k)):
+        rows, ratios = [], []
+        for p in sorted(pairs[kind]):
+            by = pairs[kind][p]
+            greedy = by.get(1)
+            beams = sorted(k for k in by if k > 1)
+            if not greedy or not beams:
+                continue
+            k = beams[-1]
+            ratio = by[k]["tok_s_mean"] / greedy["tok_s_mean"]
+            ratios.append(ratio)
+            busy = max([0.0] + [float(x) for r in (greedy, by[k])
+                                for x in r.get("foreign_busy_cores", [])])
+            rows.append(f"| {SHAPES.get(kind, kind)} | {p} | {greedy['tok_s_mean']:.1f} "
+                        f"| {k} | {by[k]['tok_s_mean']:.1f} | {ratio:.2f} | {busy:.3f} |")
+        if not rows:
+            continue
+        if not out:
+            out += ["", "Beam search at batch 1 against greedy (tarjuma f32, each pair back to back):",
+                    "", "| model shape | pair | greedy tok/s | beams | beam tok/s | beam / greedy "
+                    "| foreign_busy_cores max |", "|---|---|---|---|---|---|---|"]
+        out += rows
+        out.append(f"| {SHAPES.get(kind, kind)} | median | | | | "
+                   f"**{statistics.median(ratios):.2f}** (min {min(ratios):.2f}) | |")
+    return out
 
 
 if __name__ == "__main__":

@@ -30,6 +30,13 @@
 #                          timing (then run anyway; foreign_busy_cores shows it); 0 = skip
 #   QUIET_CORES=0.15       busy cores below which the machine counts as idle
 #   PREPARE_ONLY=1         only build/convert the models and build the bench, then stop
+#   BEAM_PAIRS=3           after the engines: pairs of tarjuma f32 runs at batch 1, greedy
+#                          and beam search (BEAMS), back to back, the order alternating from
+#                          pair to pair; the table gives each pair's beam / greedy and the
+#                          median. 0 skips them (also skipped without tarjuma-f32).
+#   BEAMS=4                beams for those pairs
+#   BEAM_N                 sequences per repetition in those pairs (default 16 for Marian,
+#                          8 for NLLB)
 #
 # Exit status: non-zero if any engine run failed (the others still run and are tabled).
 set -euo pipefail
@@ -50,6 +57,8 @@ TGT_LEN=${TGT_LEN:-40}
 QUIET_MAX_S=${QUIET_MAX_S:-60}
 QUIET_CORES=${QUIET_CORES:-0.15}
 PREPARE_ONLY=${PREPARE_ONLY:-0}
+BEAM_PAIRS=${BEAM_PAIRS:-3}
+BEAMS=${BEAMS:-4}
 RUN_ID=${RUN_ID:-nmt-$(date +%Y%m%d-%H%M%S)}
 OUT=${OUT:-$ANCHORS/results-$(date +%s).jsonl}
 
@@ -63,12 +72,14 @@ step_end() { say "   done in $(( $(date +%s) - T_STEP ))s"; }
 for f in make_models.py seq2seq_bench.py; do
   [[ -f $BENCH_DIR/$f ]] || die "missing $BENCH_DIR/$f"
 done
-for x in REPS ROUNDS THREADS SRC_LEN TGT_LEN QUIET_MAX_S; do
+for x in REPS ROUNDS THREADS SRC_LEN TGT_LEN QUIET_MAX_S BEAM_PAIRS; do
   [[ ${!x} =~ ^[0-9]+$ ]] || die "$x must be a non-negative integer, got '${!x}'"
 done
 (( REPS >= 1 && ROUNDS >= 1 && THREADS >= 1 )) || die "REPS, ROUNDS and THREADS must be >= 1"
 for b in $BATCHES; do [[ $b =~ ^[1-9][0-9]*$ ]] || die "bad batch size '$b' in BATCHES"; done
 if [[ -n ${N:-} ]]; then [[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive integer"; fi
+if [[ -n ${BEAM_N:-} ]]; then [[ $BEAM_N =~ ^[1-9][0-9]*$ ]] || die "BEAM_N must be a positive integer"; fi
+[[ $BEAMS =~ ^[0-9]+$ ]] && (( BEAMS >= 2 )) || die "BEAMS must be an integer >= 2, got '$BEAMS'"
 
 # ---- which engine variants ------------------------------------------------------------
 VARIANTS=()
@@ -218,13 +229,19 @@ wait_quiet() {
 }
 
 FAILED=()
-run_variant() { # model-key batch n variant round
-  local m=$1 b=$2 n=$3 v=$4 r=$5 name label log cmd=()
+run_variant() { # model-key batch n variant round [pair beams]
+  local m=$1 b=$2 n=$3 v=$4 r=$5 pair=${6:-} beams=${7:-1} name label log cmd=()
   name=$(model_name "$m")
   label="$RUN_ID:$m:b$b:$v:r$r"
   log=$LOG_DIR/$m-b$b-$v-r$r.log
+  # A beam pair's runs are tabled apart from the engines' (bench-nmt-table.py).
+  if [[ -n $pair ]]; then
+    label="$RUN_ID:$m:b$b:$v:pair$pair:beams$beams"
+    log=$LOG_DIR/$m-b$b-$v-pair$pair-beams$beams.log
+  fi
   local common=(--batch "$b" --threads "$THREADS" --src-len "$SRC_LEN" --tgt-len "$TGT_LEN"
                 --n "$n" --reps "$REPS" --label "$label")
+  (( beams > 1 )) && common+=(--beams "$beams")
   case $v in
     hf) cmd=("$BENCH_PY" "$BENCH_DIR/seq2seq_bench.py" --engine hf --model "$MODELS_DIR/$name" --kind "$m") ;;
     ct2-fp32) cmd=("$BENCH_PY" "$BENCH_DIR/seq2seq_bench.py" --engine ct2 --model "$MODELS_DIR/ct2/$name-fp32"
@@ -239,7 +256,7 @@ run_variant() { # model-key batch n variant round
   wait_quiet
   local t0 rc=0 line
   t0=$(date +%s)
-  say "$m b=$b n=$n $v (round $r) ..."
+  if [[ -n $pair ]]; then say "$m b=$b n=$n $v beams $beams (pair $pair) ..."; else say "$m b=$b n=$n $v (round $r) ..."; fi
   printf '%q ' "${cmd[@]}" >"$log"; echo >>"$log"
   (cd "$REPO" && "${cmd[@]}") >>"$log" 2>&1 || rc=$?
   line=$(grep -E '^\{' "$log" | tail -n 1 || true)
@@ -285,6 +302,22 @@ for m in $MODELS; do
     step_end
   done
 done
+
+# Beam search at batch 1 against greedy, same engine and binary, pairs back to back; the
+# order alternates so that a drift in the machine's bandwidth falls on both sides.
+if has tarjuma-f32 && (( BEAM_PAIRS > 0 )); then
+  for m in $MODELS; do
+    if [[ -n ${BEAM_N:-} ]]; then n=$BEAM_N; elif [[ $m == nllb ]]; then n=8; else n=16; fi
+    step_start "$m batch 1: beam $BEAMS against greedy, $BEAM_PAIRS pairs (n=$n)"
+    for ((p = 1; p <= BEAM_PAIRS; p++)); do
+      if (( p % 2 )); then order=(1 "$BEAMS"); else order=("$BEAMS" 1); fi
+      for k in "${order[@]}"; do
+        run_variant "$m" 1 "$n" tarjuma-f32 1 "$p" "$k"
+      done
+    done
+    step_end
+  done
+fi
 
 # ---- table ----------------------------------------------------------------------------
 echo
