@@ -36,7 +36,7 @@ def main():
     a = ap.parse_args()
 
     groups = {}  # (kind, batch) -> engine -> {"reps": [...], "busy": [...], "n": set()}
-    pairs = {}  # kind -> pair -> beams -> record
+    pairs = {}  # (kind, engine) -> pair -> beams -> record
     cpus_seen, kernels_seen = [], set()
     with open(a.results) as f:
         for line in f:
@@ -52,7 +52,8 @@ def main():
                 kernels_seen.add((engine_name(r), r["kernel"]))
             pair = re.search(r":pair(\d+):beams(\d+)$", str(r.get("label", "")))
             if pair:
-                by = pairs.setdefault(r.get("kind", "?"), {}).setdefault(int(pair[1]), {})
+                key = (r.get("kind", "?"), engine_name(r))
+                by = pairs.setdefault(key, {}).setdefault(int(pair[1]), {})
                 by[int(pair[2])] = r
                 continue
             g = groups.setdefault((r.get("kind", "?"), int(r["batch"])), {})
@@ -119,10 +120,11 @@ def main():
 def beam_table(pairs):
     """Beam search against greedy, pair by pair (same engine, batch 1, back to back)."""
     out = []
-    for kind in sorted(pairs, key=lambda k: (list(SHAPES).index(k) if k in SHAPES else 9, k)):
+    for kind, engine in sorted(
+            pairs, key=lambda k: (list(SHAPES).index(k[0]) if k[0] in SHAPES else 9, k)):
         rows, ratios = [], []
-        for p in sorted(pairs[kind]):
-            by = pairs[kind][p]
+        for p in sorted(pairs[(kind, engine)]):
+            by = pairs[(kind, engine)][p]
             greedy = by.get(1)
             beams = sorted(k for k in by if k > 1)
             if not greedy or not beams:
@@ -132,16 +134,16 @@ def beam_table(pairs):
             ratios.append(ratio)
             busy = max([0.0] + [float(x) for r in (greedy, by[k])
                                 for x in r.get("foreign_busy_cores", [])])
-            rows.append(f"| {SHAPES.get(kind, kind)} | {p} | {greedy['tok_s_mean']:.1f} "
+            rows.append(f"| {SHAPES.get(kind, kind)} | {engine} | {p} | {greedy['tok_s_mean']:.1f} "
                         f"| {k} | {by[k]['tok_s_mean']:.1f} | {ratio:.2f} | {busy:.3f} |")
         if not rows:
             continue
         if not out:
-            out += ["", "Beam search at batch 1 against greedy (tarjuma f32, each pair back to back):",
-                    "", "| model shape | pair | greedy tok/s | beams | beam tok/s | beam / greedy "
-                    "| foreign_busy_cores max |", "|---|---|---|---|---|---|---|"]
+            out += ["", "Beam search at batch 1 against greedy (each pair back to back):",
+                    "", "| model shape | engine | pair | greedy tok/s | beams | beam tok/s "
+                    "| beam / greedy | foreign_busy_cores max |", "|---|---|---|---|---|---|---|---|"]
         out += rows
-        out.append(f"| {SHAPES.get(kind, kind)} | median | | | | "
+        out.append(f"| {SHAPES.get(kind, kind)} | {engine} | median | | | | "
                    f"**{statistics.median(ratios):.2f}** (min {min(ratios):.2f}) | |")
     return out
 

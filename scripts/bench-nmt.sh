@@ -30,10 +30,10 @@
 #                          timing (then run anyway; foreign_busy_cores shows it); 0 = skip
 #   QUIET_CORES=0.15       busy cores below which the machine counts as idle
 #   PREPARE_ONLY=1         only build/convert the models and build the bench, then stop
-#   BEAM_PAIRS=3           after the engines: pairs of tarjuma f32 runs at batch 1, greedy
-#                          and beam search (BEAMS), back to back, the order alternating from
-#                          pair to pair; the table gives each pair's beam / greedy and the
-#                          median. 0 skips them (also skipped without tarjuma-f32).
+#   BEAM_PAIRS=3           after the engines: pairs of runs at batch 1 of each tarjuma
+#                          variant selected (f32, int8), greedy and beam search (BEAMS),
+#                          back to back, the order alternating from pair to pair; the table
+#                          gives each pair's beam / greedy and the median. 0 skips them.
 #   BEAMS=4                beams for those pairs
 #   BEAM_N                 sequences per repetition in those pairs (default 16 for Marian,
 #                          8 for NLLB)
@@ -305,17 +305,20 @@ done
 
 # Beam search at batch 1 against greedy, same engine and binary, pairs back to back; the
 # order alternates so that a drift in the machine's bandwidth falls on both sides.
-if has tarjuma-f32 && (( BEAM_PAIRS > 0 )); then
+if (( BEAM_PAIRS > 0 )); then
   for m in $MODELS; do
     if [[ -n ${BEAM_N:-} ]]; then n=$BEAM_N; elif [[ $m == nllb ]]; then n=8; else n=16; fi
-    step_start "$m batch 1: beam $BEAMS against greedy, $BEAM_PAIRS pairs (n=$n)"
-    for ((p = 1; p <= BEAM_PAIRS; p++)); do
-      if (( p % 2 )); then order=(1 "$BEAMS"); else order=("$BEAMS" 1); fi
-      for k in "${order[@]}"; do
-        run_variant "$m" 1 "$n" tarjuma-f32 1 "$p" "$k"
+    for v in tarjuma-f32 tarjuma-int8; do
+      has "$v" || continue
+      step_start "$m batch 1, $v: beam $BEAMS against greedy, $BEAM_PAIRS pairs (n=$n)"
+      for ((p = 1; p <= BEAM_PAIRS; p++)); do
+        if (( p % 2 )); then order=(1 "$BEAMS"); else order=("$BEAMS" 1); fi
+        for k in "${order[@]}"; do
+          run_variant "$m" 1 "$n" "$v" 1 "$p" "$k"
+        done
       done
+      step_end
     done
-    step_end
   done
 fi
 
