@@ -2014,20 +2014,12 @@ mod avx2 {
                 }
             }
             (Src::Tiled(true, pa), Src::Tiled(true, pb)) => {
-                let ahead = PAIR_PREFETCH;
-                let (la, lb) = (
-                    |i| tiled_blk::<true>(pa, i, ahead),
-                    |i| tiled_blk::<true>(pb, i, ahead),
-                );
-                rows_over_zmm::<0, R>(kb, la, lb, &x, out_a, out_b)
+                let blk = |p, i| tiled_blk::<true>(p, i, PAIR_PREFETCH);
+                rows_over_zmm::<0, R>(kb, |i| blk(pa, i), |i| blk(pb, i), &x, out_a, out_b)
             }
             (Src::Tiled(false, pa), Src::Tiled(false, pb)) => {
-                let ahead = PAIR_PREFETCH;
-                let (la, lb) = (
-                    |i| tiled_blk::<false>(pa, i, ahead),
-                    |i| tiled_blk::<false>(pb, i, ahead),
-                );
-                rows_over_zmm::<2, R>(kb, la, lb, &x, out_a, out_b)
+                let blk = |p, i| tiled_blk::<false>(p, i, PAIR_PREFETCH);
+                rows_over_zmm::<2, R>(kb, |i| blk(pa, i), |i| blk(pb, i), &x, out_a, out_b)
             }
             _ => unreachable!("a pair of tiles of one kind"),
         }
