@@ -245,10 +245,14 @@ impl Int8Matrix {
                         };
                         let sc = &self.scale[c0..c0 + width];
                         let s = xs[r];
+                        // Sliced to `width` first, so that both loops vectorize (indexing
+                        // the bias at `c0 + j` kept the biased one scalar).
+                        let a = &a[..width];
                         match bias {
                             Some(b) => {
+                                let b = &b[c0..c0 + width];
                                 for j in 0..width {
-                                    row[j] = (a[j] - off[j]) as f32 * (s * sc[j]) + b[c0 + j];
+                                    row[j] = (a[j] - off[j]) as f32 * (s * sc[j]) + b[j];
                                 }
                             }
                             None => {
