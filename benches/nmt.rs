@@ -8,6 +8,10 @@
 //! cargo bench --bench nmt -- --model DIR [--kind marian|nllb] [--quantize int8|q8_0]
 //!     [--batch 16] [--threads 2] [--src-len 40] [--tgt-len 40] [--n 64] [--reps 3]
 //!     [--beams 1]   (beam search instead of greedy; not what the peers' script does)
+//!     [--vs-greedy] (with --beams K: every batch runs greedy and beam search back to
+//!                    back, the order alternating, and each repetition reports both and
+//!                    beam / greedy; a drift in the machine's memory bandwidth, which
+//!                    moved 2× within minutes on one VM, then falls on both alike)
 
 use std::time::Instant;
 
@@ -28,6 +32,7 @@ struct Args {
     n: usize,
     reps: usize,
     beams: usize,
+    vs_greedy: bool,
     label: String,
 }
 
@@ -43,11 +48,16 @@ fn parse() -> Result<Args> {
         n: 64,
         reps: 3,
         beams: 1,
+        vs_greedy: false,
         label: String::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         if k == "--bench" {
+            continue;
+        }
+        if k == "--vs-greedy" {
+            a.vs_greedy = true;
             continue;
         }
         let mut v = || it.next().with_context(|| format!("{k} needs a value"));
@@ -68,6 +78,9 @@ fn parse() -> Result<Args> {
     }
     if a.model.is_empty() {
         bail!("--model DIR is required");
+    }
+    if a.vs_greedy && a.beams < 2 {
+        bail!("--vs-greedy needs --beams 2 or more");
     }
     if a.kind == "auto" {
         a.kind = if a.model.to_lowercase().contains("nllb") {
@@ -171,6 +184,13 @@ fn main() -> Result<()> {
         lens.dedup();
         Ok((n_new, lens))
     };
+    if a.vs_greedy {
+        let greedy = GenOptions {
+            beams: 1,
+            ..gen.clone()
+        };
+        return vs_greedy(&a, &model, &batches, [&greedy, &gen]);
+    }
     run(&batches[..1], &mut Vec::new())?;
     let (mut reps, mut contention, mut per_batch, mut lens_seen) = (vec![], vec![], vec![], vec![]);
     let mut n_new = 0;
@@ -189,18 +209,7 @@ fn main() -> Result<()> {
     let (m, sd) = mean_sd(&reps);
     let (pm, psd) = mean_sd(&per_batch);
     let r2 = |x: f64| (x * 100.0).round() / 100.0;
-    // Which kernels these figures belong to (machines of this kind differ, issue 13).
-    let kernel = match quant {
-        Some(Quant::Int8) => format!("tarjuma int8 {:?}", tarjuma::backend::int8::Kernel::best()),
-        Some(q) => format!("candle {}", q.name()),
-        None if tarjuma::backend::sgemm::available() => {
-            format!(
-                "tarjuma {} f32",
-                tarjuma::backend::sgemm::Kernel::best().name()
-            )
-        }
-        None => "gemm (candle)".to_string(),
-    };
+    let kernel = kernel_name(&a);
     let rec = serde_json::json!({
         "label": a.label, "engine": "tarjuma", "model": a.model, "kind": a.kind,
         "compute_type": if quant.is_some() { a.quantize.clone() } else { "float32".into() },
@@ -214,4 +223,84 @@ fn main() -> Result<()> {
     });
     println!("{rec}");
     Ok(())
+}
+
+/// `--vs-greedy`: each batch decoded with `opts[0]` (greedy) and `opts[1]` (beam search)
+/// back to back, the order alternating from batch to batch and repetition to repetition;
+/// prints one record with both tokens/s per repetition and their ratio.
+fn vs_greedy(
+    a: &Args,
+    model: &Model,
+    batches: &[&[Vec<u32>]],
+    opts: [&GenOptions; 2],
+) -> Result<()> {
+    for o in opts {
+        generate(model, batches[0], o)?;
+    }
+    let (mut tok_s, mut ratios, mut contention) = ([vec![], vec![]], vec![], vec![]);
+    let mut n_new = [0; 2];
+    for rep in 0..a.reps {
+        let (mut n, mut secs) = ([0usize; 2], [0f64; 2]);
+        let (m0, c0, t0) = (proc_stat_busy(), own_cpu(), Instant::now());
+        for (i, b) in batches.iter().enumerate() {
+            let first = (i + rep) % 2;
+            for s in [first, 1 - first] {
+                let t = Instant::now();
+                let out = generate(model, b, opts[s])?;
+                secs[s] += t.elapsed().as_secs_f64();
+                n[s] += out.iter().map(Vec::len).sum::<usize>();
+            }
+        }
+        let dt = t0.elapsed().as_secs_f64();
+        let (m1, c1) = (proc_stat_busy(), own_cpu());
+        contention.push((((m1 - m0) - (c1 - c0)) / dt * 1000.0).round() / 1000.0);
+        let r = [n[0] as f64 / secs[0], n[1] as f64 / secs[1]];
+        tok_s[0].push(r[0]);
+        tok_s[1].push(r[1]);
+        ratios.push(r[1] / r[0]);
+        n_new = n;
+    }
+    let r2 = |x: f64| (x * 100.0).round() / 100.0;
+    let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+    let mut sorted = ratios.clone();
+    sorted.sort_by(|x, y| x.total_cmp(y));
+    let median = if sorted.len() % 2 == 1 {
+        sorted[sorted.len() / 2]
+    } else {
+        (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
+    };
+    let rec = serde_json::json!({
+        "label": a.label, "engine": "tarjuma", "model": a.model, "kind": a.kind,
+        "compute_type": if a.quantize == "none" { "float32".to_string() } else { a.quantize.clone() },
+        "n": a.n, "src_len": a.src_len, "tgt_len": a.tgt_len, "batch": a.batch,
+        "threads": a.threads, "beams": a.beams, "vs_greedy": true,
+        "new_tokens_per_rep": n_new[1], "greedy_new_tokens_per_rep": n_new[0],
+        "greedy_tok_s_reps": tok_s[0].iter().map(|&x| r2(x)).collect::<Vec<_>>(),
+        "tok_s_reps": tok_s[1].iter().map(|&x| r2(x)).collect::<Vec<_>>(),
+        "tok_s_mean": r2(mean_sd(&tok_s[1]).0), "tok_s_stdev": r2(mean_sd(&tok_s[1]).1),
+        "greedy_tok_s_mean": r2(mean_sd(&tok_s[0]).0),
+        "ratio_reps": ratios.iter().map(|&x| r3(x)).collect::<Vec<_>>(),
+        "ratio_median": r3(median),
+        "foreign_busy_cores": contention,
+        "cpu": tarjuma::bench::Cpu::detect(), "kernel": kernel_name(a),
+    });
+    println!("{rec}");
+    Ok(())
+}
+
+/// Which kernels the figures belong to (machines of this kind differ, issue 13).
+fn kernel_name(a: &Args) -> String {
+    match parse_quant(&a.quantize) {
+        Ok(Some(Quant::Int8)) => {
+            format!("tarjuma int8 {:?}", tarjuma::backend::int8::Kernel::best())
+        }
+        Ok(Some(q)) => format!("candle {}", q.name()),
+        _ if tarjuma::backend::sgemm::available() => {
+            format!(
+                "tarjuma {} f32",
+                tarjuma::backend::sgemm::Kernel::best().name()
+            )
+        }
+        _ => "gemm (candle)".to_string(),
+    }
 }

@@ -2,8 +2,11 @@
 """Markdown table from the JSON lines of scripts/bench-nmt.sh (seq2seq_bench.py and
 benches/nmt.rs print the same record). Lines with the same model, batch, engine and
 compute type (several rounds) are pooled: their per-repetition tok/s are averaged.
-Lines labelled `...:pairP:beamsK` (the script's beam pairs) are tabled apart: per pair,
-beam search's tok/s over greedy's, and the median of those ratios.
+Beam pairs are tabled apart: per pair, beam search's tok/s over greedy's, and the median
+of those ratios. The script now records them as one line per engine with `vs_greedy`
+(greedy and beam search interleaved in one process, a pair per repetition); lines
+labelled `...:pairP:beamsK` (one process per run, from earlier results files) are read
+too.
 
 Usage: bench-nmt-table.py RESULTS.jsonl [--label-prefix PREFIX]
 """
@@ -36,7 +39,8 @@ def main():
     a = ap.parse_args()
 
     groups = {}  # (kind, batch) -> engine -> {"reps": [...], "busy": [...], "n": set()}
-    pairs = {}  # (kind, engine) -> pair -> beams -> record
+    pairs = {}  # (kind, engine) -> pair -> (greedy tok/s, beams, beam tok/s, busy)
+    split = {}  # (kind, engine) -> pair -> beams -> record (earlier files)
     cpus_seen, kernels_seen = [], set()
     with open(a.results) as f:
         for line in f:
@@ -50,10 +54,15 @@ def main():
                 cpus_seen.append(r["cpu"])
             if "kernel" in r:
                 kernels_seen.add((engine_name(r), r["kernel"]))
+            key = (r.get("kind", "?"), engine_name(r))
+            if r.get("vs_greedy"):
+                busy = max([0.0] + [float(x) for x in r.get("foreign_busy_cores", [])])
+                for p, (g, b) in enumerate(zip(r["greedy_tok_s_reps"], r["tok_s_reps"]), 1):
+                    pairs.setdefault(key, {})[p] = (g, int(r["beams"]), b, busy)
+                continue
             pair = re.search(r":pair(\d+):beams(\d+)$", str(r.get("label", "")))
             if pair:
-                key = (r.get("kind", "?"), engine_name(r))
-                by = pairs.setdefault(key, {}).setdefault(int(pair[1]), {})
+                by = split.setdefault(key, {}).setdefault(int(pair[1]), {})
                 by[int(pair[2])] = r
                 continue
             g = groups.setdefault((r.get("kind", "?"), int(r["batch"])), {})
@@ -62,6 +71,14 @@ def main():
             e["busy"] += [float(x) for x in r.get("foreign_busy_cores", [])]
             e["n"].add(r.get("n"))
             e["lens"].update(r.get("output_lengths", []))
+    for key, by_pair in split.items():
+        for p, by in by_pair.items():
+            beams = sorted(k for k in by if k > 1)
+            if 1 not in by or not beams:
+                continue
+            g, b = by[1], by[beams[-1]]
+            busy = max([0.0] + [float(x) for r in (g, b) for x in r.get("foreign_busy_cores", [])])
+            pairs.setdefault(key, {})[p] = (g["tok_s_mean"], beams[-1], b["tok_s_mean"], busy)
     if not groups and not pairs:
         print(f"no results in {a.results} (label prefix {a.label_prefix!r})", file=sys.stderr)
         return 1
@@ -123,19 +140,11 @@ def beam_table(pairs):
     for kind, engine in sorted(
             pairs, key=lambda k: (list(SHAPES).index(k[0]) if k[0] in SHAPES else 9, k)):
         rows, ratios = [], []
-        for p in sorted(pairs[(kind, engine)]):
-            by = pairs[(kind, engine)][p]
-            greedy = by.get(1)
-            beams = sorted(k for k in by if k > 1)
-            if not greedy or not beams:
-                continue
-            k = beams[-1]
-            ratio = by[k]["tok_s_mean"] / greedy["tok_s_mean"]
+        for p, (greedy, k, beam, busy) in sorted(pairs[(kind, engine)].items()):
+            ratio = beam / greedy
             ratios.append(ratio)
-            busy = max([0.0] + [float(x) for r in (greedy, by[k])
-                                for x in r.get("foreign_busy_cores", [])])
-            rows.append(f"| {SHAPES.get(kind, kind)} | {engine} | {p} | {greedy['tok_s_mean']:.1f} "
-                        f"| {k} | {by[k]['tok_s_mean']:.1f} | {ratio:.2f} | {busy:.3f} |")
+            rows.append(f"| {SHAPES.get(kind, kind)} | {engine} | {p} | {greedy:.1f} "
+                        f"| {k} | {beam:.1f} | {ratio:.2f} | {busy:.3f} |")
         if not rows:
             continue
         if not out:

@@ -30,13 +30,13 @@
 #                          timing (then run anyway; foreign_busy_cores shows it); 0 = skip
 #   QUIET_CORES=0.15       busy cores below which the machine counts as idle
 #   PREPARE_ONLY=1         only build/convert the models and build the bench, then stop
-#   BEAM_PAIRS=3           after the engines: pairs of runs at batch 1 of each tarjuma
-#                          variant selected (f32, int8), greedy and beam search (BEAMS),
-#                          back to back, the order alternating from pair to pair; the table
-#                          gives each pair's beam / greedy and the median. 0 skips them.
+#   BEAM_PAIRS=3           after the engines: for each tarjuma variant selected (f32,
+#                          int8), one process at batch 1 that decodes every sequence
+#                          greedily and with beam search (BEAMS) back to back, the order
+#                          alternating, for BEAM_PAIRS repetitions (pairs); the table gives
+#                          each pair's beam / greedy and the median. 0 skips them.
 #   BEAMS=4                beams for those pairs
-#   BEAM_N                 sequences per repetition in those pairs (default 16 for Marian,
-#                          8 for NLLB)
+#   BEAM_N                 sequences per pair (default 16 for Marian, 8 for NLLB)
 #
 # Exit status: non-zero if any engine run failed (the others still run and are tabled).
 set -euo pipefail
@@ -229,19 +229,21 @@ wait_quiet() {
 }
 
 FAILED=()
-run_variant() { # model-key batch n variant round [pair beams]
-  local m=$1 b=$2 n=$3 v=$4 r=$5 pair=${6:-} beams=${7:-1} name label log cmd=()
+run_variant() { # model-key batch n variant round [beams]
+  local m=$1 b=$2 n=$3 v=$4 r=$5 beams=${6:-1} name label log cmd=()
   name=$(model_name "$m")
   label="$RUN_ID:$m:b$b:$v:r$r"
   log=$LOG_DIR/$m-b$b-$v-r$r.log
-  # A beam pair's runs are tabled apart from the engines' (bench-nmt-table.py).
-  if [[ -n $pair ]]; then
-    label="$RUN_ID:$m:b$b:$v:pair$pair:beams$beams"
-    log=$LOG_DIR/$m-b$b-$v-pair$pair-beams$beams.log
-  fi
   local common=(--batch "$b" --threads "$THREADS" --src-len "$SRC_LEN" --tgt-len "$TGT_LEN"
-                --n "$n" --reps "$REPS" --label "$label")
-  (( beams > 1 )) && common+=(--beams "$beams")
+                --n "$n" --label)
+  # Beam search against greedy in one process, tabled apart (bench-nmt-table.py).
+  if (( beams > 1 )); then
+    label="$RUN_ID:$m:b$b:$v:vsgreedy:beams$beams"
+    log=$LOG_DIR/$m-b$b-$v-vsgreedy-beams$beams.log
+    common+=("$label" --reps "$BEAM_PAIRS" --beams "$beams" --vs-greedy)
+  else
+    common+=("$label" --reps "$REPS")
+  fi
   case $v in
     hf) cmd=("$BENCH_PY" "$BENCH_DIR/seq2seq_bench.py" --engine hf --model "$MODELS_DIR/$name" --kind "$m") ;;
     ct2-fp32) cmd=("$BENCH_PY" "$BENCH_DIR/seq2seq_bench.py" --engine ct2 --model "$MODELS_DIR/ct2/$name-fp32"
@@ -256,7 +258,7 @@ run_variant() { # model-key batch n variant round [pair beams]
   wait_quiet
   local t0 rc=0 line
   t0=$(date +%s)
-  if [[ -n $pair ]]; then say "$m b=$b n=$n $v beams $beams (pair $pair) ..."; else say "$m b=$b n=$n $v (round $r) ..."; fi
+  if (( beams > 1 )); then say "$m b=$b n=$n $v: greedy and beams $beams, $BEAM_PAIRS pairs ..."; else say "$m b=$b n=$n $v (round $r) ..."; fi
   printf '%q ' "${cmd[@]}" >"$log"; echo >>"$log"
   (cd "$REPO" && "${cmd[@]}") >>"$log" 2>&1 || rc=$?
   line=$(grep -E '^\{' "$log" | tail -n 1 || true)
@@ -285,7 +287,13 @@ if "kernel" not in r:
         r["kernel"] = "torch %s (%s)" % (torch.__version__, torch.backends.cpu.get_cpu_capability())
 print(json.dumps(r))')
   printf '%s\n' "$line" >>"$OUT"
-  say "   $(printf '%s' "$line" | "$BENCH_PY" -c 'import json,sys; r=json.load(sys.stdin); print("tok/s %.1f +- %.1f  foreign_busy_cores %s" % (r["tok_s_mean"], r["tok_s_stdev"], r["foreign_busy_cores"]))') ($(( $(date +%s) - t0 ))s)"
+  say "   $(printf '%s' "$line" | "$BENCH_PY" -c '
+import json, sys
+r = json.load(sys.stdin)
+if r.get("vs_greedy"):
+    print("beam / greedy %s (median %.3f)  foreign_busy_cores %s" % (r["ratio_reps"], r["ratio_median"], r["foreign_busy_cores"]))
+else:
+    print("tok/s %.1f +- %.1f  foreign_busy_cores %s" % (r["tok_s_mean"], r["tok_s_stdev"], r["foreign_busy_cores"]))') ($(( $(date +%s) - t0 ))s)"
 }
 
 say "run $RUN_ID: models [$MODELS] batches [$BATCHES] engines [${VARIANTS[*]}] reps $REPS rounds $ROUNDS threads $THREADS"
@@ -303,20 +311,16 @@ for m in $MODELS; do
   done
 done
 
-# Beam search at batch 1 against greedy, same engine and binary, pairs back to back; the
-# order alternates so that a drift in the machine's bandwidth falls on both sides.
+# Beam search at batch 1 against greedy, same engine, one process: every sequence is
+# decoded both ways back to back, the order alternating, so that a drift in the machine's
+# bandwidth (2× within minutes on one VM) falls on both sides.
 if (( BEAM_PAIRS > 0 )); then
   for m in $MODELS; do
     if [[ -n ${BEAM_N:-} ]]; then n=$BEAM_N; elif [[ $m == nllb ]]; then n=8; else n=16; fi
     for v in tarjuma-f32 tarjuma-int8; do
       has "$v" || continue
       step_start "$m batch 1, $v: beam $BEAMS against greedy, $BEAM_PAIRS pairs (n=$n)"
-      for ((p = 1; p <= BEAM_PAIRS; p++)); do
-        if (( p % 2 )); then order=(1 "$BEAMS"); else order=("$BEAMS" 1); fi
-        for k in "${order[@]}"; do
-          run_variant "$m" 1 "$n" "$v" 1 "$p" "$k"
-        done
-      done
+      run_variant "$m" 1 "$n" "$v" 1 "$BEAMS"
       step_end
     done
   done
