@@ -102,9 +102,12 @@ const PACKED_MIN_ROWS: usize = 4;
 /// Columns (in 32s) of a packed tile made and used at once: 8 KiB of tile, in L1.
 const KCHUNK: usize = 32;
 /// Input rows from which `avx2::Dot::Zmm` takes two tiles at a time. Below, one tile
-/// on 256-bit registers was faster (AMD EPYC with AVX-512, `tarjuma bench`: decoding
-/// one sequence 0.8×, eight 0.9×, an 8-token prompt 0.95×; 16 tokens 1.1×, 64 1.3×).
-const PAIR_MIN_ROWS: usize = 16;
+/// on 256-bit registers is faster: on an AMD EPYC with AVX-512 (family 26), with the
+/// pair kernel's 8 KiB prefetch, `tarjuma bench` gave pairs 0.93–0.96× at four rows
+/// (Qwen2.5 0.5B, four sequences), 1.01–1.14× at five, 1.05–1.13× at six, and at eight
+/// 1.13–1.25× (Qwen and Gemma 3, eight sequences and 8-token prompts). Before that
+/// prefetch, pairs lost at eight rows (0.9×) and the threshold was 16.
+const PAIR_MIN_ROWS: usize = 5;
 
 impl QWeight {
     /// Whether products over `dtype` run here (otherwise use candle's `QMatMul`).
@@ -2265,7 +2268,7 @@ mod tests {
         for (dtype, tiled) in cases {
             let w = weight(dtype, 40, 512, 3, tiled);
             let fmt = avx2::Packed::of(dtype).expect("a packed format");
-            for m in [1, 2, 3, 4, 7, PAIR_MIN_ROWS, PAIR_MIN_ROWS + 3] {
+            for m in [1, 2, 3, 4, 7, PAIR_MIN_ROWS, PAIR_MIN_ROWS + 3, 16, 19] {
                 let x = random(m * 512, 30 + m as u64);
                 let mut want = None;
                 for dot in avx2::Dot::all() {
