@@ -262,6 +262,7 @@ fn vs_greedy(
     }
     let r2 = |x: f64| (x * 100.0).round() / 100.0;
     let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+    let beam = mean_sd(&tok_s[1]);
     let mut sorted = ratios.clone();
     sorted.sort_by(|x, y| x.total_cmp(y));
     let median = if sorted.len() % 2 == 1 {
@@ -277,7 +278,7 @@ fn vs_greedy(
         "new_tokens_per_rep": n_new[1], "greedy_new_tokens_per_rep": n_new[0],
         "greedy_tok_s_reps": tok_s[0].iter().map(|&x| r2(x)).collect::<Vec<_>>(),
         "tok_s_reps": tok_s[1].iter().map(|&x| r2(x)).collect::<Vec<_>>(),
-        "tok_s_mean": r2(mean_sd(&tok_s[1]).0), "tok_s_stdev": r2(mean_sd(&tok_s[1]).1),
+        "tok_s_mean": r2(beam.0), "tok_s_stdev": r2(beam.1),
         "greedy_tok_s_mean": r2(mean_sd(&tok_s[0]).0),
         "ratio_reps": ratios.iter().map(|&x| r3(x)).collect::<Vec<_>>(),
         "ratio_median": r3(median),

@@ -234,16 +234,15 @@ run_variant() { # model-key batch n variant round [beams]
   name=$(model_name "$m")
   label="$RUN_ID:$m:b$b:$v:r$r"
   log=$LOG_DIR/$m-b$b-$v-r$r.log
-  local common=(--batch "$b" --threads "$THREADS" --src-len "$SRC_LEN" --tgt-len "$TGT_LEN"
-                --n "$n" --label)
+  local extra=(--reps "$REPS")
   # Beam search against greedy in one process, tabled apart (bench-nmt-table.py).
   if (( beams > 1 )); then
     label="$RUN_ID:$m:b$b:$v:vsgreedy:beams$beams"
     log=$LOG_DIR/$m-b$b-$v-vsgreedy-beams$beams.log
-    common+=("$label" --reps "$BEAM_PAIRS" --beams "$beams" --vs-greedy)
-  else
-    common+=("$label" --reps "$REPS")
+    extra=(--reps "$BEAM_PAIRS" --beams "$beams" --vs-greedy)
   fi
+  local common=(--batch "$b" --threads "$THREADS" --src-len "$SRC_LEN" --tgt-len "$TGT_LEN"
+                --n "$n" --label "$label" "${extra[@]}")
   case $v in
     hf) cmd=("$BENCH_PY" "$BENCH_DIR/seq2seq_bench.py" --engine hf --model "$MODELS_DIR/$name" --kind "$m") ;;
     ct2-fp32) cmd=("$BENCH_PY" "$BENCH_DIR/seq2seq_bench.py" --engine ct2 --model "$MODELS_DIR/ct2/$name-fp32"

@@ -103,10 +103,10 @@ const PACKED_MIN_ROWS: usize = 4;
 const KCHUNK: usize = 32;
 /// Input rows from which `avx2::Dot::Zmm` takes two tiles at a time. Below, one tile
 /// on 256-bit registers is faster: on an AMD EPYC with AVX-512 (family 26), with the
-/// pair kernel's 8 KiB prefetch, `tarjuma bench` gave pairs 0.93–0.96× at four rows
-/// (Qwen2.5 0.5B, four sequences), 1.01–1.14× at five, 1.05–1.13× at six, and at eight
-/// 1.13–1.25× (Qwen and Gemma 3, eight sequences and 8-token prompts). Before that
-/// prefetch, pairs lost at eight rows (0.9×) and the threshold was 16.
+/// pair kernel's 8 KiB prefetch, `tarjuma bench` gave pairs 0.92–0.97× at four rows
+/// (Qwen2.5 0.5B, four sequences), 1.03–1.15× at five, 1.05–1.14× at six and 1.03–1.25×
+/// at eight (Qwen and Gemma 3, as many sequences or prompt tokens; docs/PERFORMANCE.md).
+/// Before that prefetch, pairs lost at eight rows (0.9×) and the threshold was 16.
 const PAIR_MIN_ROWS: usize = 5;
 
 impl QWeight {
