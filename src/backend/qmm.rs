@@ -927,9 +927,19 @@ fn packed_group(parts: &[Part], x: &[f32], m: usize, dot: avx2::Dot) {
                     // s, o (or the tiled bytes from `c0`) hold cb blocks of PACK rows;
                     // input rows r.. hold cb blocks from c0.
                     r += unsafe {
-                        match m - r {
-                            1 => rows!(1, [x(r)]),
-                            2 | 3 => rows!(2, [x(r), x(r + 1)]),
+                        match (m - r, srcs) {
+                            // Pairs hold eight rows' sums in 512-bit registers, so each
+                            // unpacked block serves twice as many rows as on 256 bits.
+                            (8.., [Some(a), Some(b)]) => avx2::pair_rows_of::<8>(
+                                a,
+                                b,
+                                cb,
+                                std::array::from_fn(|i| x(r + i)),
+                                &mut acc_a[r..],
+                                &mut acc_b[r..],
+                            ),
+                            (1, _) => rows!(1, [x(r)]),
+                            (2 | 3, _) => rows!(2, [x(r), x(r + 1)]),
                             _ => rows!(4, std::array::from_fn(|i| x(r + i))),
                         }
                     };
