@@ -7,7 +7,11 @@
 //! ids are pseudo-random (speed does not depend on them). Each test runs once to warm
 //! up, then `repetitions` times; the figure is the mean, with its standard deviation.
 //! A decode test over `N` sequences feeds one token to each of `N` independent
-//! sequences per step, in one forward pass, and reports the aggregate tokens/s.
+//! sequences per step, in one forward pass, and reports the aggregate tokens/s. The
+//! decode tests' repetitions take turns (`tg64`, `tg64x8`, `tg64`, …), so that a drift
+//! in the machine's memory bandwidth, which moved single-sequence decode between 69 and
+//! 114 tok/s within an hour on one VM, falls on all of them alike and their ratio
+//! (issue 13: eight sequences against one) is read in the same conditions.
 //!
 //! Every report names the CPU, its vector extensions, the threads, and the kernel each
 //! weight format ran on: these machines differ, and a figure without them is not
@@ -193,7 +197,8 @@ pub fn peak_rss() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Loads `path` and runs `plan` on it, calling `each` as every test finishes.
+/// Loads `path` and runs `plan` on it, calling `each` as every test finishes (the
+/// decode tests, whose repetitions take turns, all at the end).
 pub fn run(
     name: &str,
     path: &Path,
@@ -222,12 +227,17 @@ pub fn run(
         tests.push(t);
     }
     if plan.gen_tokens > 0 {
-        for &k in &plan.sequences {
-            let k = k.max(1);
+        let ks: Vec<usize> = plan.sequences.iter().map(|&k| k.max(1)).collect();
+        for &k in &ks {
             decode(model, 2, k, vocab)?;
-            let s = (0..reps)
-                .map(|_| decode(model, plan.gen_tokens, k, vocab))
-                .collect::<Result<Vec<_>>>()?;
+        }
+        let mut samples = vec![Vec::with_capacity(reps); ks.len()];
+        for _ in 0..reps {
+            for (s, &k) in samples.iter_mut().zip(&ks) {
+                s.push(decode(model, plan.gen_tokens, k, vocab)?);
+            }
+        }
+        for (s, &k) in samples.into_iter().zip(&ks) {
             let name = if k == 1 {
                 format!("tg{}", plan.gen_tokens)
             } else {
